@@ -1,0 +1,460 @@
+//! Runtime configuration: the command-line flags, the TOML file that can hold every flag, and
+//! the resolved [`Config`] the workers share read-only. Precedence is flag > file > default.
+//! Every limit and timeout the proxy enforces is named here with its default, so there is one
+//! place to read what lynxio will tolerate. Validation happens once at start; a bad value is a
+//! startup error with the offending key, never a silent fallback.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+use crate::http1::{DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, MAX_HEADERS_CAP};
+
+/// Default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Slowloris bound: a request head must be complete this long after its first byte.
+pub const DEFAULT_CLIENT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Upstream TCP connect (all resolved addresses together).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upstream response head, and the longest silence between reads of a response body.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Client keep-alive idle time between requests (and silence within a request body).
+pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an idle upstream connection stays in the pool.
+pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Graceful shutdown: how long in-flight requests may take to finish.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle upstream connections kept per origin (host, port) per worker.
+pub const DEFAULT_POOL_MAX_PER_HOST: usize = 64;
+/// How long a DNS answer is cached per worker (the system resolver reports no TTL).
+pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
+/// io_uring submission queue entries per worker.
+pub const DEFAULT_RING_ENTRIES: u32 = 1024;
+/// Threads (shared by all workers) that run blocking `getaddrinfo` calls.
+pub const DEFAULT_DNS_THREADS: usize = 2;
+
+/// Which event driver each worker runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// io_uring, falling back to epoll (with one log line) if the ring cannot be built.
+    Auto,
+    /// io_uring only; failing to build the ring is a startup error.
+    Uring,
+    /// epoll only.
+    Epoll,
+}
+
+/// `lynxio` command line.
+#[derive(Debug, Parser)]
+#[command(name = "lynxio", version, about = "Fast forward HTTP(S) debugging proxy on io_uring")]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: Settings,
+}
+
+/// Subcommands; with none, `run` is implied.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the proxy (the default).
+    Run(Settings),
+}
+
+/// Every setting, as a flag and as a key of the TOML config file (`listen = [...]`,
+/// `connect_timeout = "2s"`, ...). `None`/empty means "not given here".
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on (repeatable). Default 127.0.0.1:8080.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, one runtime each. Default: available cores.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Pin each worker to a core (default when --cpus is given).
+    #[arg(long = "pin", overrides_with = "no_pin")]
+    #[serde(skip)]
+    pub pin_flag: bool,
+    /// Do not pin workers to cores.
+    #[arg(long = "no-pin", overrides_with = "pin_flag")]
+    #[serde(skip)]
+    pub no_pin: bool,
+    /// File key for pinning (`pin = true`).
+    #[arg(skip)]
+    pub pin: Option<bool>,
+    /// Cores to pin workers to, e.g. `0-3,6` (workers take them round-robin).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// Event driver.
+    #[arg(long, value_enum, value_name = "auto|uring|epoll")]
+    pub driver: Option<DriverKind>,
+    /// io_uring submission queue size per worker.
+    #[arg(long, value_name = "N")]
+    pub ring_entries: Option<u32>,
+    /// Enable io_uring kernel submission polling with this idle time in ms (off by default).
+    #[arg(long, value_name = "IDLE_MS")]
+    pub sqpoll: Option<u32>,
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Static name resolution like curl: `HOST:PORT:ADDR[,ADDR...]` (repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `lynxio=debug`. Default: RUST_LOG or info.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// A request head must arrive completely within this time of its first byte.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub client_head_timeout: Option<Duration>,
+    /// Upstream connect timeout.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// Upstream response head timeout (also the longest pause inside a response body).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub response_timeout: Option<Duration>,
+    /// Client keep-alive idle timeout (also the longest pause inside a request body).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub client_idle_timeout: Option<Duration>,
+    /// How long idle upstream connections stay pooled.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub upstream_idle_timeout: Option<Duration>,
+    /// Graceful shutdown: time allowed for in-flight requests after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drain_timeout: Option<Duration>,
+    /// How long resolved addresses are cached.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub dns_ttl: Option<Duration>,
+    /// Largest request/response head in bytes (431 / 502 beyond).
+    #[arg(long, value_name = "BYTES")]
+    pub max_head_bytes: Option<usize>,
+    /// Most header fields in a head.
+    #[arg(long, value_name = "N")]
+    pub max_headers: Option<usize>,
+    /// Idle upstream connections kept per origin per worker.
+    #[arg(long, value_name = "N")]
+    pub pool_max_per_host: Option<usize>,
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
+}
+
+/// A `--resolve` entry: connections to `host:port` go to these addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    pub host: String,
+    pub port: u16,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// All timeouts, resolved.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    pub client_head: Duration,
+    pub connect: Duration,
+    pub response: Duration,
+    pub client_idle: Duration,
+    pub upstream_idle: Duration,
+    pub drain: Duration,
+}
+
+/// The resolved configuration shared (read-only) by every worker.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub workers: usize,
+    /// Core for each worker index (empty: not pinned).
+    pub cpus: Vec<usize>,
+    pub driver: DriverKind,
+    pub ring_entries: u32,
+    pub sqpoll_idle_ms: Option<u32>,
+    pub resolve: Vec<ResolveOverride>,
+    pub log: Option<String>,
+    pub timeouts: Timeouts,
+    pub dns_ttl: Duration,
+    pub head_limits: crate::http1::HeadLimits,
+    pub pool_max_per_host: usize,
+}
+
+/// A configuration problem found at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("invalid {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+impl Settings {
+    /// Read a TOML config file into settings.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// `self` (flags) over `file`: every value given as a flag wins.
+    fn over(self, file: Settings) -> Settings {
+        let pin = if self.pin_flag {
+            Some(true)
+        } else if self.no_pin {
+            Some(false)
+        } else {
+            file.pin
+        };
+        Settings {
+            listen: if self.listen.is_empty() { file.listen } else { self.listen },
+            resolve: if self.resolve.is_empty() { file.resolve } else { self.resolve },
+            workers: self.workers.or(file.workers),
+            pin_flag: false,
+            no_pin: false,
+            pin,
+            cpus: self.cpus.or(file.cpus),
+            driver: self.driver.or(file.driver),
+            ring_entries: self.ring_entries.or(file.ring_entries),
+            sqpoll: self.sqpoll.or(file.sqpoll),
+            config: None,
+            log: self.log.or(file.log),
+            client_head_timeout: self.client_head_timeout.or(file.client_head_timeout),
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            response_timeout: self.response_timeout.or(file.response_timeout),
+            client_idle_timeout: self.client_idle_timeout.or(file.client_idle_timeout),
+            upstream_idle_timeout: self.upstream_idle_timeout.or(file.upstream_idle_timeout),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            dns_ttl: self.dns_ttl.or(file.dns_ttl),
+            max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
+            max_headers: self.max_headers.or(file.max_headers),
+            pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
+        }
+    }
+}
+
+impl Config {
+    /// Resolve flags (and the config file they name) into a validated configuration.
+    pub fn from_settings(flags: Settings) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        let s = flags.over(file);
+
+        let listen = if s.listen.is_empty() {
+            vec![DEFAULT_LISTEN.parse().map_err(|_| invalid("listen", DEFAULT_LISTEN))?]
+        } else {
+            s.listen
+        };
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let workers = s.workers.unwrap_or(available);
+        if workers == 0 || workers > 1024 {
+            return Err(invalid("workers", format!("{workers} (must be 1..=1024)")));
+        }
+        let pin = s.pin.unwrap_or(s.cpus.is_some());
+        let cpus = match (&s.cpus, pin) {
+            (_, false) => Vec::new(),
+            (Some(list), true) => parse_cpu_list(list)?,
+            (None, true) => (0..available).collect(),
+        };
+        let max_headers = s.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
+        if max_headers == 0 || max_headers > MAX_HEADERS_CAP {
+            return Err(invalid(
+                "max_headers",
+                format!("{max_headers} (must be 1..={MAX_HEADERS_CAP})"),
+            ));
+        }
+        let max_head_bytes = s.max_head_bytes.unwrap_or(DEFAULT_MAX_HEAD_BYTES);
+        if !(1024..=1024 * 1024).contains(&max_head_bytes) {
+            return Err(invalid(
+                "max_head_bytes",
+                format!("{max_head_bytes} (must be 1 KiB..=1 MiB)"),
+            ));
+        }
+        let ring_entries = s.ring_entries.unwrap_or(DEFAULT_RING_ENTRIES);
+        if !ring_entries.is_power_of_two() || !(8..=32768).contains(&ring_entries) {
+            return Err(invalid(
+                "ring_entries",
+                format!("{ring_entries} (a power of two, 8..=32768)"),
+            ));
+        }
+        let resolve = s
+            .resolve
+            .iter()
+            .map(|r| parse_resolve(r))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeouts = Timeouts {
+            client_head: s.client_head_timeout.unwrap_or(DEFAULT_CLIENT_HEAD_TIMEOUT),
+            connect: s.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+            response: s.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
+            client_idle: s.client_idle_timeout.unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT),
+            upstream_idle: s.upstream_idle_timeout.unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
+            drain: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+        };
+        for (key, d) in [
+            ("client_head_timeout", timeouts.client_head),
+            ("connect_timeout", timeouts.connect),
+            ("response_timeout", timeouts.response),
+            ("client_idle_timeout", timeouts.client_idle),
+            ("upstream_idle_timeout", timeouts.upstream_idle),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be greater than zero"));
+            }
+        }
+        Ok(Config {
+            listen,
+            workers,
+            cpus,
+            driver: s.driver.unwrap_or(DriverKind::Auto),
+            ring_entries,
+            sqpoll_idle_ms: s.sqpoll,
+            resolve,
+            log: s.log,
+            timeouts,
+            dns_ttl: s.dns_ttl.unwrap_or(DEFAULT_DNS_TTL),
+            head_limits: crate::http1::HeadLimits {
+                max_head_bytes,
+                max_headers,
+            },
+            pool_max_per_host: s.pool_max_per_host.unwrap_or(DEFAULT_POOL_MAX_PER_HOST),
+        })
+    }
+}
+
+/// Parse a core list such as `0-3,6`.
+pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, ConfigError> {
+    let bad = || invalid("cpus", format!("{list:?} (expected e.g. 0-3,6)"));
+    let mut cpus = Vec::new();
+    for part in list.split(',').map(str::trim) {
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim(), b.trim()),
+            None => (part, part),
+        };
+        let lo: usize = lo.parse().map_err(|_| bad())?;
+        let hi: usize = hi.parse().map_err(|_| bad())?;
+        if lo > hi || hi >= 4096 {
+            return Err(bad());
+        }
+        cpus.extend(lo..=hi);
+    }
+    if cpus.is_empty() {
+        return Err(bad());
+    }
+    Ok(cpus)
+}
+
+/// Parse a curl-style `HOST:PORT:ADDR[,ADDR...]`; IPv6 addresses may be bracketed.
+pub fn parse_resolve(spec: &str) -> Result<ResolveOverride, ConfigError> {
+    let bad = || invalid("resolve", format!("{spec:?} (expected HOST:PORT:ADDR[,ADDR...])"));
+    let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
+    let (port, addrs) = rest.split_once(':').ok_or_else(bad)?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    let addrs = addrs
+        .split(',')
+        .map(|a| {
+            let a = a.trim();
+            let a = a.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(a);
+            a.parse::<IpAddr>().map_err(|_| bad())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if host.is_empty() || port == 0 || addrs.is_empty() {
+        return Err(bad());
+    }
+    Ok(ResolveOverride {
+        host: host.to_ascii_lowercase(),
+        port,
+        addrs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,6").unwrap(), vec![0, 1, 2, 3, 6]);
+        assert_eq!(parse_cpu_list("1").unwrap(), vec![1]);
+        for bad in ["", "a", "3-1", "1-", "-1", "0,,1"] {
+            assert!(parse_cpu_list(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn resolve_specs() {
+        let r = parse_resolve("Example.test:8080:127.0.0.2,[::1]").unwrap();
+        assert_eq!(r.host, "example.test");
+        assert_eq!(r.port, 8080);
+        assert_eq!(r.addrs, vec!["127.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
+        for bad in ["x", "x:80", "x:0:127.0.0.1", ":80:127.0.0.1", "x:80:nope", "x:99999:1.1.1.1"] {
+            assert!(parse_resolve(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file: Settings = toml::from_str(
+            "listen = [\"127.0.0.1:9000\"]\nworkers = 3\nconnect_timeout = \"2s\"\ndriver = \"epoll\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            workers: Some(1),
+            ..Settings::default()
+        };
+        let merged = flags.over(file);
+        assert_eq!(merged.workers, Some(1));
+        assert_eq!(merged.listen, vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(merged.connect_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(merged.driver, Some(DriverKind::Epoll));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_errors() {
+        assert!(toml::from_str::<Settings>("wrokers = 2").is_err());
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let cfg = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(cfg.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert!(cfg.cpus.is_empty());
+        assert_eq!(cfg.timeouts.client_head, DEFAULT_CLIENT_HEAD_TIMEOUT);
+        let zero = Settings {
+            connect_timeout: Some(Duration::ZERO),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(zero).is_err());
+    }
+}

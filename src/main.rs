@@ -1,0 +1,53 @@
+//! The `lynxio` binary: parse flags, set up logging, run the proxy. Everything else lives in
+//! the library.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mimalloc::MiMalloc;
+use tracing_subscriber::EnvFilter;
+
+use lynxio::config::{Cli, Command, Config};
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match cli.command {
+        Some(Command::Run(settings)) => settings,
+        None => cli.run,
+    };
+    let cfg = match Config::from_settings(settings) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("lynxio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = match &cfg.log {
+        Some(f) => EnvFilter::try_new(f),
+        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
+    };
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("lynxio: invalid --log filter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    match lynxio::proxy::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "lynxio stopped");
+            eprintln!("lynxio: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

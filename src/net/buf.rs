@@ -1,0 +1,134 @@
+//! [`ReadBuf`]: the per-connection read buffer for monoio's owned-buffer ("rent") I/O. Bytes are
+//! read into the spare capacity at the end and consumed from the front, so a parsed head or a
+//! forwarded body segment never needs an extra copy: the same `Vec` is lent to the kernel for
+//! reads and for writes of its buffered prefix. Leftover bytes (a pipelined request, a body
+//! prefix read together with a head) stay in place for the next consumer.
+
+use std::io;
+use std::mem;
+
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+
+/// Always leave at least this much room for a read before growing.
+const MIN_READ_SPACE: usize = 2048;
+
+/// A growable read buffer: `data[start..]` are buffered, unconsumed bytes.
+#[derive(Debug, Default)]
+pub struct ReadBuf {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl ReadBuf {
+    /// An empty buffer with `capacity` bytes reserved.
+    pub fn with_capacity(capacity: usize) -> Self {
+        ReadBuf {
+            data: Vec::with_capacity(capacity),
+            start: 0,
+        }
+    }
+
+    /// A buffer whose first bytes are `prefix` (bytes already read by someone else, e.g. a sniffer).
+    pub fn from_prefix(prefix: Vec<u8>) -> Self {
+        ReadBuf {
+            data: prefix,
+            start: 0,
+        }
+    }
+
+    /// The buffered, unconsumed bytes.
+    #[inline]
+    pub fn bytes(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes the buffer can hold without reallocating.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+
+    /// Drop the first `n` buffered bytes.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.data.len());
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        }
+    }
+
+    /// Make sure the buffer can hold `capacity` bytes in total (used before streaming a big body).
+    pub fn reserve_total(&mut self, capacity: usize) {
+        if self.data.capacity() < capacity {
+            self.data.reserve(capacity - self.data.len());
+        }
+    }
+
+    /// Read once from `io`, appending at most `limit` bytes. Returns the count; 0 means EOF
+    /// (or `limit == 0`). If the future is dropped mid-read the buffered bytes are lost, so only
+    /// drop it when the connection is being closed anyway.
+    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R, limit: usize) -> io::Result<usize> {
+        if self.start > 0 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        if self.data.capacity() - self.data.len() < MIN_READ_SPACE {
+            self.data.reserve(MIN_READ_SPACE.max(self.data.len()));
+        }
+        let len = self.data.len();
+        let end = self.data.capacity().min(len.saturating_add(limit));
+        if end == len {
+            return Ok(0);
+        }
+        let buf = mem::take(&mut self.data);
+        let (res, slice) = io.read(buf.slice_mut(len..end)).await;
+        self.data = slice.into_inner();
+        res
+    }
+
+    /// Write the first `n` buffered bytes (clamped to what is buffered) to `io` and consume them.
+    pub async fn write_to<W: AsyncWriteRent>(&mut self, io: &mut W, n: usize) -> io::Result<()> {
+        let n = n.min(self.len());
+        if n == 0 {
+            return Ok(());
+        }
+        let (start, data) = (self.start, mem::take(&mut self.data));
+        let (res, slice) = io.write_all(data.slice(start..start + n)).await;
+        self.data = slice.into_inner();
+        self.start = start;
+        res?;
+        self.consume(n);
+        Ok(())
+    }
+
+    /// Move the first `n` buffered bytes to the end of `out` (used to coalesce a small body with
+    /// the head in one write).
+    pub fn take_into(&mut self, out: &mut Vec<u8>, n: usize) {
+        let n = n.min(self.len());
+        out.extend_from_slice(&self.data[self.start..self.start + n]);
+        self.consume(n);
+    }
+}
+
+/// Write all of `out` to `io` and hand the (cleared) vector back for reuse.
+pub async fn write_vec<W: AsyncWriteRent>(io: &mut W, out: &mut Vec<u8>) -> io::Result<()> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let buf = mem::take(out);
+    let (res, mut buf) = io.write_all(buf).await;
+    buf.clear();
+    *out = buf;
+    res.map(|_| ())
+}

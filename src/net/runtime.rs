@@ -1,0 +1,135 @@
+//! Worker threads and their runtimes. Each worker is one OS thread, optionally pinned to a core,
+//! running one monoio runtime with a timer and either the io_uring or the epoll driver. `auto`
+//! tries io_uring and, if the ring cannot be built (old kernel, seccomp, memlock), logs once and
+//! builds the epoll runtime instead — monoio's own FusionDriver does not fall back. Blocking work
+//! (DNS) goes to one small thread pool shared by all workers.
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+
+use monoio::blocking::DefaultThreadPool;
+use monoio::time::TimeDriver;
+use monoio::{IoUringDriver, LegacyDriver, Runtime, RuntimeBuilder};
+
+use crate::config::DriverKind;
+
+/// How to build each worker's runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    pub driver: DriverKind,
+    pub ring_entries: u32,
+    pub sqpoll_idle_ms: Option<u32>,
+}
+
+/// The driver a worker actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActiveDriver {
+    Uring,
+    Epoll,
+}
+
+impl std::fmt::Display for ActiveDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ActiveDriver::Uring => "io_uring",
+            ActiveDriver::Epoll => "epoll",
+        })
+    }
+}
+
+/// What a worker thread starts with.
+#[derive(Debug)]
+pub struct WorkerSeed {
+    pub index: usize,
+    pub cpu: Option<usize>,
+    /// One listener per listen address (std sockets; converted inside the runtime).
+    pub listeners: Vec<TcpListener>,
+    /// Closed by the main thread to ask the worker to shut down.
+    pub stop: UnixStream,
+}
+
+/// Logged once per process when `auto` falls back to epoll.
+static FALLBACK_LOGGED: AtomicBool = AtomicBool::new(false);
+
+fn uring_runtime(
+    opts: &RuntimeOptions,
+    pool: &DefaultThreadPool,
+) -> io::Result<Runtime<TimeDriver<IoUringDriver>>> {
+    let mut urb = io_uring::IoUring::builder();
+    if let Some(idle) = opts.sqpoll_idle_ms {
+        urb.setup_sqpoll(idle);
+    }
+    RuntimeBuilder::<IoUringDriver>::new()
+        .with_entries(opts.ring_entries)
+        .uring_builder(urb)
+        .enable_timer()
+        .attach_thread_pool(Box::new(pool.clone()))
+        .build()
+}
+
+fn epoll_runtime(pool: &DefaultThreadPool) -> io::Result<Runtime<TimeDriver<LegacyDriver>>> {
+    RuntimeBuilder::<LegacyDriver>::new()
+        .enable_timer()
+        .attach_thread_pool(Box::new(pool.clone()))
+        .build()
+}
+
+/// Build the runtime `opts` asks for and run `body` on it to completion.
+fn run_on_runtime<F, Fut>(opts: &RuntimeOptions, pool: &DefaultThreadPool, body: F) -> io::Result<()>
+where
+    F: FnOnce(ActiveDriver) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match opts.driver {
+        DriverKind::Epoll => {
+            epoll_runtime(pool)?.block_on(body(ActiveDriver::Epoll));
+        }
+        DriverKind::Uring => {
+            let mut rt = uring_runtime(opts, pool)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot build io_uring: {e}")))?;
+            rt.block_on(body(ActiveDriver::Uring));
+        }
+        DriverKind::Auto => match uring_runtime(opts, pool) {
+            Ok(mut rt) => rt.block_on(body(ActiveDriver::Uring)),
+            Err(e) => {
+                if !FALLBACK_LOGGED.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "io_uring unavailable; falling back to epoll");
+                }
+                epoll_runtime(pool)?.block_on(body(ActiveDriver::Epoll));
+            }
+        },
+    }
+    Ok(())
+}
+
+/// Start one worker thread: pin it (if asked), build its runtime, run `body(seed, driver)`.
+pub fn spawn_worker<F, Fut>(
+    seed: WorkerSeed,
+    opts: RuntimeOptions,
+    pool: DefaultThreadPool,
+    body: F,
+) -> io::Result<JoinHandle<io::Result<()>>>
+where
+    F: FnOnce(WorkerSeed, ActiveDriver) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    std::thread::Builder::new()
+        .name(format!("lynxio-w{}", seed.index))
+        .spawn(move || {
+            if let Some(cpu) = seed.cpu
+                && !core_affinity::set_for_current(core_affinity::CoreId { id: cpu })
+            {
+                tracing::warn!(worker = seed.index, cpu, "could not pin worker to core");
+            }
+            run_on_runtime(&opts, &pool, move |driver| body(seed, driver))
+        })
+}
+
+/// The blocking pool shared by all workers (DNS lookups).
+pub fn blocking_pool(threads: usize) -> DefaultThreadPool {
+    DefaultThreadPool::new(threads.max(1))
+}

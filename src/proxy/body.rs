@@ -1,0 +1,184 @@
+//! Streaming a message body from one connection to another without buffering it whole. The
+//! framing decides how much to move: exactly `Content-Length` bytes (never reading past them, so
+//! a pipelined request behind the body stays put), a chunked body validated chunk by chunk and
+//! forwarded verbatim (or de-chunked for an HTTP/1.0 client), or everything until the source
+//! closes. Each read waits at most `idle` for bytes. Errors say which side failed, because the
+//! caller answers differently for a dead client and a dead origin.
+
+use std::io;
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+
+use crate::http1::{BodyKind, ChunkedDecoder, ParseError};
+use crate::net::ReadBuf;
+
+/// Buffer size used while streaming a large body (fewer, larger reads and writes).
+pub const BODY_BUF_SIZE: usize = 64 * 1024;
+
+/// How chunked framing is passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkMode {
+    /// Forward the validated chunked bytes unchanged (size lines, extensions, trailers).
+    Verbatim,
+    /// Forward only the data (the receiver is HTTP/1.0; the message ends by closing).
+    Dechunk,
+}
+
+/// Why a body relay stopped early.
+#[derive(Debug)]
+pub enum RelayError {
+    /// Reading the source failed.
+    Read(io::Error),
+    /// The source closed before the body was complete.
+    Eof,
+    /// The source was silent for longer than the idle timeout.
+    Timeout,
+    /// The source's chunked framing is invalid.
+    Framing(ParseError),
+    /// Writing to the destination failed.
+    Write(io::Error),
+}
+
+impl std::fmt::Display for RelayError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RelayError::Read(e) => write!(f, "read failed: {e}"),
+            RelayError::Eof => f.write_str("connection closed mid-body"),
+            RelayError::Timeout => f.write_str("timed out mid-body"),
+            RelayError::Framing(e) => write!(f, "bad chunked framing: {e}"),
+            RelayError::Write(e) => write!(f, "write failed: {e}"),
+        }
+    }
+}
+
+/// Read more bytes (at most `limit`) into `buf`, waiting at most `idle`. Ok(0) means EOF.
+async fn read_more<R: AsyncReadRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    limit: usize,
+    idle: Duration,
+) -> Result<usize, RelayError> {
+    match monoio::time::timeout(idle, buf.fill(src, limit)).await {
+        Ok(Ok(n)) => Ok(n),
+        Ok(Err(e)) => Err(RelayError::Read(e)),
+        Err(_) => Err(RelayError::Timeout),
+    }
+}
+
+/// Make sure `buf` holds at least one byte; EOF is an error (the body is incomplete).
+async fn need_bytes<R: AsyncReadRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    limit: usize,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    if buf.is_empty() && read_more(src, buf, limit, idle).await? == 0 {
+        return Err(RelayError::Eof);
+    }
+    Ok(())
+}
+
+async fn forward<W: AsyncWriteRent>(
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    n: usize,
+) -> Result<(), RelayError> {
+    buf.write_to(dst, n).await.map_err(RelayError::Write)
+}
+
+/// Move a body of framing `kind` from `src` (with the bytes already in `buf`) to `dst`.
+/// On success the body has been written completely and `buf` holds only what follows it.
+pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    kind: BodyKind,
+    mode: ChunkMode,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    match kind {
+        BodyKind::Empty => Ok(()),
+        BodyKind::Length(len) => relay_length(src, buf, dst, len, idle).await,
+        BodyKind::Chunked => {
+            buf.reserve_total(BODY_BUF_SIZE);
+            match mode {
+                ChunkMode::Verbatim => relay_chunked(src, buf, dst, idle).await,
+                ChunkMode::Dechunk => relay_dechunked(src, buf, dst, idle).await,
+            }
+        }
+        BodyKind::UntilClose => {
+            buf.reserve_total(BODY_BUF_SIZE);
+            loop {
+                if buf.is_empty() && read_more(src, buf, usize::MAX, idle).await? == 0 {
+                    return Ok(());
+                }
+                let n = buf.len();
+                forward(buf, dst, n).await?;
+            }
+        }
+    }
+}
+
+async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    len: u64,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    let mut remaining = len;
+    if remaining > buf.capacity() as u64 {
+        buf.reserve_total(BODY_BUF_SIZE);
+    }
+    while remaining > 0 {
+        let want = usize::try_from(remaining).unwrap_or(usize::MAX);
+        need_bytes(src, buf, want, idle).await?;
+        let n = buf.len().min(want);
+        forward(buf, dst, n).await?;
+        remaining -= n as u64;
+    }
+    Ok(())
+}
+
+async fn relay_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    let mut decoder = ChunkedDecoder::new();
+    loop {
+        need_bytes(src, buf, usize::MAX, idle).await?;
+        // Validate everything buffered (or up to the end of the body), then forward it at once.
+        let bytes = buf.bytes();
+        let mut validated = 0;
+        while validated < bytes.len() && !decoder.is_done() {
+            let step = decoder
+                .decode(&bytes[validated..])
+                .map_err(RelayError::Framing)?;
+            validated += step.consumed;
+        }
+        forward(buf, dst, validated).await?;
+        if decoder.is_done() {
+            return Ok(());
+        }
+    }
+}
+
+async fn relay_dechunked<R: AsyncReadRent, W: AsyncWriteRent>(
+    src: &mut R,
+    buf: &mut ReadBuf,
+    dst: &mut W,
+    idle: Duration,
+) -> Result<(), RelayError> {
+    let mut decoder = ChunkedDecoder::new();
+    while !decoder.is_done() {
+        need_bytes(src, buf, usize::MAX, idle).await?;
+        let step = decoder.decode(buf.bytes()).map_err(RelayError::Framing)?;
+        buf.consume(step.data.start);
+        forward(buf, dst, step.data.len()).await?;
+        buf.consume(step.consumed - step.data.end);
+    }
+    Ok(())
+}

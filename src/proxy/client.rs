@@ -1,0 +1,184 @@
+//! The client side of a connection: read request heads one after another (keep-alive and
+//! pipelining fall out of keeping unconsumed bytes in the read buffer), run each through the
+//! request pipeline, and answer failures with the status [`ProxyError::status`] maps them to.
+//! Generic over the byte stream so plain TCP, HTTP inside a CONNECT tunnel and decrypted TLS
+//! can share it. Timeouts: idle keep-alive before the first byte of a request, then the
+//! slowloris bound for the rest of the head.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
+use monoio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::http1::{self, RequestHead};
+use crate::net::ReadBuf;
+use crate::net::buf::write_vec;
+
+use super::forward::{self, Failure};
+use super::worker::Worker;
+
+/// Read buffer each client connection starts with (grows for big heads, up to the head limit).
+pub const CLIENT_BUF_SIZE: usize = 8 * 1024;
+
+/// One client connection's halves and buffers.
+pub struct Client<R, W> {
+    pub r: R,
+    pub w: W,
+    pub buf: ReadBuf,
+    /// Scratch for serialized heads, reused across requests.
+    pub out: Vec<u8>,
+}
+
+impl<R: AsyncReadRent, W: AsyncWriteRent> Client<R, W> {
+    pub fn new(r: R, w: W, buf: ReadBuf) -> Self {
+        Client {
+            r,
+            w,
+            buf,
+            out: Vec::with_capacity(1024),
+        }
+    }
+}
+
+/// Serve a plain TCP client connection.
+pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
+    // Best effort: a failure only costs latency.
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
+    serve_http(&worker, &mut client).await;
+}
+
+/// What reading the next request produced.
+enum Next {
+    Request(RequestHead),
+    /// The client closed, went idle too long, or the worker is shutting down.
+    Done,
+}
+
+/// Answer requests on `client` until it closes, fails, or asks to close.
+pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+) {
+    let mut first = true;
+    loop {
+        if client.buf.is_empty() && !wait_for_request(worker, client, first).await {
+            return;
+        }
+        first = false;
+        let _in_flight = worker.begin_request();
+        let head = match read_head(worker, client).await {
+            Ok(Next::Request(head)) => head,
+            Ok(Next::Done) => return,
+            Err(error) => {
+                answer_error(client, &error, None).await;
+                return;
+            }
+        };
+        match forward::handle(worker, client, &head).await {
+            Ok(true) if !worker.shutting_down.get() => continue,
+            Ok(_) => return,
+            Err(Failure {
+                error,
+                response_started,
+            }) => {
+                if response_started {
+                    tracing::info!(%error, "response aborted");
+                } else {
+                    answer_error(client, &error, Some(&head)).await;
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// Wait for the first bytes of the next request. False: closed, idle timeout, or error.
+async fn wait_for_request<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    first: bool,
+) -> bool {
+    let t = &worker.cfg.timeouts;
+    let idle = if first { t.client_head } else { t.client_idle };
+    match monoio::time::timeout(idle, client.buf.fill(&mut client.r, usize::MAX)).await {
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "client read failed");
+            false
+        }
+        Err(_) => {
+            tracing::debug!("client idle timeout");
+            false
+        }
+    }
+}
+
+/// Parse a complete request head from the buffer, reading more until the head deadline.
+async fn read_head<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+) -> Result<Next, ProxyError> {
+    let limits = &worker.cfg.head_limits;
+    let deadline = Instant::now() + worker.cfg.timeouts.client_head;
+    loop {
+        if let Some((head, len)) =
+            http1::parse_request(client.buf.bytes(), limits).map_err(ProxyError::BadRequest)?
+        {
+            client.buf.consume(len);
+            return Ok(Next::Request(head));
+        }
+        let room = limits.max_head_bytes.saturating_sub(client.buf.len()).max(1);
+        client.buf.reserve_total(client.buf.len() + room.min(CLIENT_BUF_SIZE));
+        let read = monoio::time::timeout_at(
+            deadline.into(),
+            client.buf.fill(&mut client.r, room),
+        );
+        match read.await {
+            Ok(Ok(0)) => {
+                tracing::debug!(buffered = client.buf.len(), "client closed mid-head");
+                return Ok(Next::Done);
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(ProxyError::ClientIo(e)),
+            Err(_) => return Err(ProxyError::ClientHeadTimeout),
+        }
+    }
+}
+
+/// Log a failed request and, if the client can still hear it, answer with the mapped status
+/// and close.
+async fn answer_error<R, W: AsyncWriteRent>(
+    client: &mut Client<R, W>,
+    error: &ProxyError,
+    head: Option<&RequestHead>,
+) {
+    let Some(status) = error.status() else {
+        tracing::debug!(%error, "client connection ended");
+        return;
+    };
+    match head {
+        Some(h) => tracing::warn!(
+            status,
+            %error,
+            method = h.method_str(),
+            target = %String::from_utf8_lossy(&h.target()[..h.target().len().min(256)]),
+            "request failed"
+        ),
+        None => tracing::warn!(status, %error, "bad request"),
+    }
+    client.out.clear();
+    http1::write_simple_response(
+        &mut client.out,
+        status,
+        http1::reason_phrase(status),
+        &error.body(),
+        true,
+    );
+    if let Err(e) = write_vec(&mut client.w, &mut client.out).await {
+        tracing::debug!(error = %e, "could not send error response");
+    }
+}

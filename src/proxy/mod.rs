@@ -1,0 +1,13 @@
+//! Orchestration: the only layer that knows the order of steps. [`run`] binds the listeners,
+//! starts one worker per core, prints `listening on …` once every worker accepts, and on
+//! SIGINT/SIGTERM asks the workers to drain and waits for them. Per connection,
+//! [`client`] reads request heads and [`forward`] runs each request through the static
+//! pipeline (route → upstream → send → receive), streaming bodies with [`body`].
+
+pub mod body;
+pub mod client;
+pub mod forward;
+pub mod server;
+pub mod worker;
+
+pub use server::{RunError, run};

@@ -1,0 +1,164 @@
+//! Process-level lifecycle: listeners, worker threads, the ready line, signals and draining.
+//! Workers report `Ready`/`Failed` over a channel; a signal thread forwards SIGINT/SIGTERM over
+//! the same channel. Shutdown closes each worker's stop socket and joins the workers, which
+//! bound their own drain by the configured timeout; a second signal exits at once.
+
+use std::io::Write;
+use std::os::unix::net::UnixStream;
+use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::config::{Config, DEFAULT_DNS_THREADS};
+use crate::net::listener::bind_all;
+use crate::net::runtime::blocking_pool;
+use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
+
+use super::worker;
+
+/// How long workers may take to build their runtimes and start accepting.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Slack on top of the drain timeout before the main thread gives up on a worker.
+const JOIN_SLACK: Duration = Duration::from_secs(2);
+
+/// Why the proxy could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("worker {index} failed: {error}")]
+    Worker { index: usize, error: String },
+    #[error("workers did not start within {0:?}")]
+    StartupTimeout(Duration),
+    #[error("forced exit on second signal")]
+    Forced,
+}
+
+/// What the main thread hears about: workers starting or failing, and signals.
+#[derive(Debug)]
+pub enum Event {
+    Ready { index: usize, driver: ActiveDriver },
+    Failed { index: usize, error: String },
+    Signal(i32),
+}
+
+/// Run the proxy until SIGINT/SIGTERM; returns after a graceful drain.
+pub fn run(cfg: Config) -> Result<(), RunError> {
+    let cfg = Arc::new(cfg);
+    let (tx, rx) = mpsc::channel::<Event>();
+
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let sig_tx = tx.clone();
+    std::thread::Builder::new()
+        .name("lynxio-signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if sig_tx.send(Event::Signal(sig)).is_err() {
+                    break;
+                }
+            }
+        })?;
+
+    let (per_worker, bound) = bind_all(&cfg.listen, cfg.workers)?;
+    let pool = blocking_pool(DEFAULT_DNS_THREADS);
+    let opts = RuntimeOptions {
+        driver: cfg.driver,
+        ring_entries: cfg.ring_entries,
+        sqpoll_idle_ms: cfg.sqpoll_idle_ms,
+    };
+    let mut stops = Vec::with_capacity(cfg.workers);
+    let mut handles = Vec::with_capacity(cfg.workers);
+    for (index, listeners) in per_worker.into_iter().enumerate() {
+        let (ours, theirs) = UnixStream::pair()?;
+        stops.push(ours);
+        let cpu = (!cfg.cpus.is_empty()).then(|| cfg.cpus[index % cfg.cpus.len()]);
+        let seed = WorkerSeed {
+            index,
+            cpu,
+            listeners,
+            stop: theirs,
+        };
+        let (wcfg, wtx) = (cfg.clone(), tx.clone());
+        handles.push(spawn_worker(seed, opts.clone(), pool.clone(), move |seed, driver| {
+            worker::run(seed, driver, wcfg, wtx)
+        })?);
+    }
+    drop(tx);
+
+    // Wait until every worker accepts.
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut drivers = Vec::with_capacity(cfg.workers);
+    while drivers.len() < cfg.workers {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Ready { driver, .. }) => drivers.push(driver),
+            Ok(Event::Failed { index, error }) => {
+                return Err(RunError::Worker { index, error });
+            }
+            Ok(Event::Signal(_)) => return Ok(()),
+            Err(_) => return Err(RunError::StartupTimeout(STARTUP_TIMEOUT)),
+        }
+    }
+    let addrs = bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let driver = if drivers.iter().all(|d| *d == ActiveDriver::Uring) {
+        "io_uring"
+    } else if drivers.iter().all(|d| *d == ActiveDriver::Epoll) {
+        "epoll"
+    } else {
+        "mixed io_uring/epoll"
+    };
+    {
+        let mut stdout = std::io::stdout().lock();
+        writeln!(
+            stdout,
+            "lynxio listening on {addrs} (workers: {}, driver: {driver})",
+            cfg.workers
+        )?;
+        stdout.flush()?;
+    }
+    tracing::info!(%addrs, workers = cfg.workers, driver, "accepting connections");
+
+    // Serve until a signal.
+    loop {
+        match rx.recv() {
+            Ok(Event::Signal(sig)) => {
+                tracing::info!(signal = sig, drain = ?cfg.timeouts.drain, "shutting down");
+                break;
+            }
+            Ok(Event::Failed { index, error }) => {
+                return Err(RunError::Worker { index, error });
+            }
+            Ok(Event::Ready { .. }) => {}
+            Err(_) => break,
+        }
+    }
+
+    drop(stops);
+    let deadline = Instant::now() + cfg.timeouts.drain + JOIN_SLACK;
+    while handles.iter().any(|h| !h.is_finished()) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::error!("workers did not stop in time");
+            return Err(RunError::Forced);
+        }
+        match rx.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(Event::Signal(_)) => return Err(RunError::Forced),
+            Ok(Event::Ready { .. } | Event::Failed { .. }) | Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "worker runtime failed"),
+            Err(_) => tracing::error!("worker panicked"),
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
