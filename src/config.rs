@@ -50,7 +50,11 @@ pub enum DriverKind {
 
 /// `lynxio` command line.
 #[derive(Debug, Parser)]
-#[command(name = "lynxio", version, about = "Fast forward HTTP(S) debugging proxy on io_uring")]
+#[command(
+    name = "lynxio",
+    version,
+    about = "Fast forward HTTP(S) debugging proxy on io_uring"
+)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
@@ -237,8 +241,16 @@ impl Settings {
             file.pin
         };
         Settings {
-            listen: if self.listen.is_empty() { file.listen } else { self.listen },
-            resolve: if self.resolve.is_empty() { file.resolve } else { self.resolve },
+            listen: if self.listen.is_empty() {
+                file.listen
+            } else {
+                self.listen
+            },
+            resolve: if self.resolve.is_empty() {
+                file.resolve
+            } else {
+                self.resolve
+            },
             workers: self.workers.or(file.workers),
             pin_flag: false,
             no_pin: false,
@@ -273,7 +285,11 @@ impl Config {
         let s = flags.over(file);
 
         let listen = if s.listen.is_empty() {
-            vec![DEFAULT_LISTEN.parse().map_err(|_| invalid("listen", DEFAULT_LISTEN))?]
+            vec![
+                DEFAULT_LISTEN
+                    .parse()
+                    .map_err(|_| invalid("listen", DEFAULT_LISTEN))?,
+            ]
         } else {
             s.listen
         };
@@ -319,7 +335,9 @@ impl Config {
             connect: s.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT),
             response: s.response_timeout.unwrap_or(DEFAULT_RESPONSE_TIMEOUT),
             client_idle: s.client_idle_timeout.unwrap_or(DEFAULT_CLIENT_IDLE_TIMEOUT),
-            upstream_idle: s.upstream_idle_timeout.unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
+            upstream_idle: s
+                .upstream_idle_timeout
+                .unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
             drain: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
         };
         for (key, d) in [
@@ -377,7 +395,12 @@ pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, ConfigError> {
 
 /// Parse a curl-style `HOST:PORT:ADDR[,ADDR...]`; IPv6 addresses may be bracketed.
 pub fn parse_resolve(spec: &str) -> Result<ResolveOverride, ConfigError> {
-    let bad = || invalid("resolve", format!("{spec:?} (expected HOST:PORT:ADDR[,ADDR...])"));
+    let bad = || {
+        invalid(
+            "resolve",
+            format!("{spec:?} (expected HOST:PORT:ADDR[,ADDR...])"),
+        )
+    };
     let (host, rest) = spec.split_once(':').ok_or_else(bad)?;
     let (port, addrs) = rest.split_once(':').ok_or_else(bad)?;
     let port: u16 = port.parse().map_err(|_| bad())?;
@@ -385,7 +408,10 @@ pub fn parse_resolve(spec: &str) -> Result<ResolveOverride, ConfigError> {
         .split(',')
         .map(|a| {
             let a = a.trim();
-            let a = a.strip_prefix('[').and_then(|a| a.strip_suffix(']')).unwrap_or(a);
+            let a = a
+                .strip_prefix('[')
+                .and_then(|a| a.strip_suffix(']'))
+                .unwrap_or(a);
             a.parse::<IpAddr>().map_err(|_| bad())
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -417,8 +443,21 @@ mod tests {
         let r = parse_resolve("Example.test:8080:127.0.0.2,[::1]").unwrap();
         assert_eq!(r.host, "example.test");
         assert_eq!(r.port, 8080);
-        assert_eq!(r.addrs, vec!["127.0.0.2".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
-        for bad in ["x", "x:80", "x:0:127.0.0.1", ":80:127.0.0.1", "x:80:nope", "x:99999:1.1.1.1"] {
+        assert_eq!(
+            r.addrs,
+            vec![
+                "127.0.0.2".parse::<IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
+        for bad in [
+            "x",
+            "x:80",
+            "x:0:127.0.0.1",
+            ":80:127.0.0.1",
+            "x:80:nope",
+            "x:99999:1.1.1.1",
+        ] {
             assert!(parse_resolve(bad).is_err(), "{bad:?}");
         }
     }
@@ -435,7 +474,10 @@ mod tests {
         };
         let merged = flags.over(file);
         assert_eq!(merged.workers, Some(1));
-        assert_eq!(merged.listen, vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            merged.listen,
+            vec!["127.0.0.1:9000".parse::<SocketAddr>().unwrap()]
+        );
         assert_eq!(merged.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(merged.driver, Some(DriverKind::Epoll));
     }
@@ -448,7 +490,10 @@ mod tests {
     #[test]
     fn defaults_resolve() {
         let cfg = Config::from_settings(Settings::default()).unwrap();
-        assert_eq!(cfg.listen, vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            cfg.listen,
+            vec![DEFAULT_LISTEN.parse::<SocketAddr>().unwrap()]
+        );
         assert!(cfg.cpus.is_empty());
         assert_eq!(cfg.timeouts.client_head, DEFAULT_CLIENT_HEAD_TIMEOUT);
         let zero = Settings {

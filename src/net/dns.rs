@@ -80,7 +80,10 @@ impl Resolver {
             .map(Rc::<[IpAddr]>::from);
         let (answer, ttl) = match &result {
             Ok(ips) => (Answer::Found(ips.clone()), self.ttl),
-            Err(e) => (Answer::Failed(e.kind(), Rc::from(e.to_string())), DNS_NEGATIVE_TTL),
+            Err(e) => (
+                Answer::Failed(e.kind(), Rc::from(e.to_string())),
+                DNS_NEGATIVE_TTL,
+            ),
         };
         self.insert(host, answer, now + ttl);
         result

@@ -79,7 +79,11 @@ fn epoll_runtime(pool: &DefaultThreadPool) -> io::Result<Runtime<TimeDriver<Lega
 }
 
 /// Build the runtime `opts` asks for and run `body` on it to completion.
-fn run_on_runtime<F, Fut>(opts: &RuntimeOptions, pool: &DefaultThreadPool, body: F) -> io::Result<()>
+fn run_on_runtime<F, Fut>(
+    opts: &RuntimeOptions,
+    pool: &DefaultThreadPool,
+    body: F,
+) -> io::Result<()>
 where
     F: FnOnce(ActiveDriver) -> Fut,
     Fut: Future<Output = ()>,

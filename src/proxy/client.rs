@@ -131,12 +131,14 @@ async fn read_head<R: AsyncReadRent, W: AsyncWriteRent>(
             client.buf.consume(len);
             return Ok(Next::Request(head));
         }
-        let room = limits.max_head_bytes.saturating_sub(client.buf.len()).max(1);
-        client.buf.reserve_total(client.buf.len() + room.min(CLIENT_BUF_SIZE));
-        let read = monoio::time::timeout_at(
-            deadline.into(),
-            client.buf.fill(&mut client.r, room),
-        );
+        let room = limits
+            .max_head_bytes
+            .saturating_sub(client.buf.len())
+            .max(1);
+        client
+            .buf
+            .reserve_total(client.buf.len() + room.min(CLIENT_BUF_SIZE));
+        let read = monoio::time::timeout_at(deadline.into(), client.buf.fill(&mut client.r, room));
         match read.await {
             Ok(Ok(0)) => {
                 tracing::debug!(buffered = client.buf.len(), "client closed mid-head");

@@ -146,7 +146,15 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             Ok(()) if body_pending => exchange_with_body(worker, client, head, &mut up).await,
             Ok(()) => {
                 let body_done = Cell::new(true);
-                receive(worker, &mut client.w, &mut client.out, &mut up, head, &body_done).await
+                receive(
+                    worker,
+                    &mut client.w,
+                    &mut client.out,
+                    &mut up,
+                    head,
+                    &body_done,
+                )
+                .await
             }
         };
         match outcome {
@@ -167,7 +175,12 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
 }
 
 fn head_capacity(head: &RequestHead) -> usize {
-    256 + head.target().len() + head.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
+    256 + head.target().len()
+        + head
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>()
 }
 
 /// A pooled connection that died before answering: closed, reset, or EOF before any byte.
@@ -254,7 +267,9 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         res
     });
-    let recv = pin!(receive_parts(worker, w, out, up_r, up_buf, head, &body_done));
+    let recv = pin!(receive_parts(
+        worker, w, out, up_r, up_buf, head, &body_done
+    ));
     let mut send = Some(send);
     let mut recv = recv;
     let result = std::future::poll_fn(|cx| {
@@ -265,12 +280,16 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
             match res {
                 Ok(()) => {}
                 // The origin stopped reading; its response (e.g. 413) may still come.
-                Err(RelayError::Write(e)) => tracing::debug!(error = %e, "origin stopped reading the body"),
+                Err(RelayError::Write(e)) => {
+                    tracing::debug!(error = %e, "origin stopped reading the body")
+                }
                 Err(RelayError::Framing(e)) => {
                     return Poll::Ready(Err(Failure::from(ProxyError::BadRequest(e))));
                 }
                 Err(other) => {
-                    return Poll::Ready(Err(Failure::from(ProxyError::ClientBody(other.to_string()))));
+                    return Poll::Ready(Err(Failure::from(ProxyError::ClientBody(
+                        other.to_string(),
+                    ))));
                 }
             }
         }
@@ -421,12 +440,10 @@ async fn read_response_head<UR: AsyncReadRent>(
         let room = limits.max_head_bytes.saturating_sub(up_buf.len()).max(1);
         match monoio::time::timeout_at(deadline.into(), up_buf.fill(up_r, room)).await {
             Ok(Ok(0)) => {
-                return Err(Failure::from(ProxyError::UpstreamIo(
-                    std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "origin closed the connection before responding",
-                    ),
-                )));
+                return Err(Failure::from(ProxyError::UpstreamIo(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "origin closed the connection before responding",
+                ))));
             }
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(Failure::from(ProxyError::UpstreamIo(e))),

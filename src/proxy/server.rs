@@ -82,9 +82,12 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             stop: theirs,
         };
         let (wcfg, wtx) = (cfg.clone(), tx.clone());
-        handles.push(spawn_worker(seed, opts.clone(), pool.clone(), move |seed, driver| {
-            worker::run(seed, driver, wcfg, wtx)
-        })?);
+        handles.push(spawn_worker(
+            seed,
+            opts.clone(),
+            pool.clone(),
+            move |seed, driver| worker::run(seed, driver, wcfg, wtx),
+        )?);
     }
     drop(tx);
 
@@ -102,7 +105,11 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             Err(_) => return Err(RunError::StartupTimeout(STARTUP_TIMEOUT)),
         }
     }
-    let addrs = bound.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let addrs = bound
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     let driver = if drivers.iter().all(|d| *d == ActiveDriver::Uring) {
         "io_uring"
     } else if drivers.iter().all(|d| *d == ActiveDriver::Epoll) {

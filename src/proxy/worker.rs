@@ -5,11 +5,11 @@
 //! connections sitting idle between requests are simply closed.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, Splitable};
@@ -97,12 +97,7 @@ impl Worker {
 }
 
 /// The worker's whole life on its runtime.
-pub async fn run(
-    seed: WorkerSeed,
-    driver: ActiveDriver,
-    cfg: Arc<Config>,
-    events: Sender<Event>,
-) {
+pub async fn run(seed: WorkerSeed, driver: ActiveDriver, cfg: Arc<Config>, events: Sender<Event>) {
     let index = seed.index;
     let setup = || -> std::io::Result<(Vec<TcpListener>, UnixStream)> {
         let listeners = seed
