@@ -1,0 +1,562 @@
+//! Shared harness for the black-box integration tests: start the real `lynxio` binary on an
+//! ephemeral loopback port (one driver per test), run origin servers on std threads inside the
+//! test, and speak raw wire bytes to both. Every read has a timeout and every loop a bound, so a
+//! proxy bug fails a test instead of hanging CI.
+
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Upper bound for any single socket read in the tests.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Upper bound for the proxy to print its `listening on` line.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Largest response or request the harness will read (bounds every read loop).
+pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
+
+/// Generates one `#[test]` per driver for a test function taking the driver name:
+/// `drivers!(keep_alive);` gives `keep_alive::uring` and `keep_alive::epoll`.
+#[macro_export]
+macro_rules! drivers {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn uring() {
+                super::$name("uring")
+            }
+            #[test]
+            fn epoll() {
+                super::$name("epoll")
+            }
+        }
+    )*};
+}
+
+/// A running `lynxio` process; killed on drop.
+pub struct Proxy {
+    child: Child,
+    pub addr: SocketAddr,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl Proxy {
+    /// Starts lynxio with one worker on `driver` plus `extra` flags.
+    pub fn start(driver: &str, extra: &[&str]) -> Proxy {
+        let mut args = vec![
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--driver",
+            driver,
+            "--log",
+            "debug",
+        ];
+        args.extend_from_slice(extra);
+        Proxy::start_with_args(&args)
+    }
+
+    /// Starts lynxio with exactly these arguments (must include a `--listen` on port 0).
+    pub fn start_with_args(args: &[&str]) -> Proxy {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lynxio"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lynxio");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let stderr = Some(thread::spawn(move || drain(stderr)));
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                let log = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+                panic!("lynxio did not report listening; stderr:\n{log}");
+            }
+        };
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|rest| rest.split([' ', ',']).next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        Proxy {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    pub fn connect(&self) -> TcpStream {
+        connect(self.addr)
+    }
+
+    /// Sends a signal (libc number) to the proxy process.
+    pub fn signal(&self, sig: i32) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// Waits up to `limit` for the process to exit.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops the proxy and returns everything it logged to stderr.
+    pub fn stop_and_log(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if thread::panicking()
+            && let Some(h) = self.stderr.take()
+            && let Ok(log) = h.join()
+        {
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- lynxio stderr (last lines) ---");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn drain(mut r: ChildStderr) -> String {
+    let mut s = Vec::new();
+    let _ = r.read_to_end(&mut s);
+    String::from_utf8_lossy(&s).into_owned()
+}
+
+/// Connects with read/write timeouts set.
+pub fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_write_timeout(Some(IO_TIMEOUT)).expect("timeout");
+    s.set_nodelay(true).expect("nodelay");
+    s
+}
+
+/// A test origin: accepts on 127.0.0.1:0 and runs `handler` on a thread per connection.
+pub struct Origin {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Origin {
+    pub fn start<F>(handler: F) -> Origin
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
+        let addr = listener.local_addr().expect("addr");
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let (acc, stp) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                let h = handler.clone();
+                thread::spawn(move || h(stream));
+            }
+        });
+        Origin {
+            addr,
+            accepted,
+            stop,
+        }
+    }
+
+    /// An origin that answers every request on a connection with `respond(&request)`, keeping
+    /// the connection open while the request allows it.
+    pub fn http<F>(respond: F) -> Origin
+    where
+        F: Fn(&Message) -> Vec<u8> + Send + Sync + 'static,
+    {
+        Origin::start(move |mut s| {
+            let mut r = Reader::new(s.try_clone().expect("clone"));
+            for _ in 0..10_000 {
+                let Some(req) = r.request() else { return };
+                let resp = respond(&req);
+                if s.write_all(&resp).is_err() {
+                    return;
+                }
+                let close = req
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    || req.version == 0;
+                if close {
+                    let _ = s.shutdown(Shutdown::Both);
+                    return;
+                }
+            }
+        })
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// `http://127.0.0.1:PORT` + path.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+    }
+}
+
+/// A parsed HTTP/1 message (request or response) as the harness saw it on the wire.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// Request method (empty for responses).
+    pub method: String,
+    /// Request target, byte-exact (empty for responses).
+    pub target: String,
+    /// Response status (0 for requests).
+    pub status: u16,
+    /// Minor version: 0 or 1.
+    pub version: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Trailer fields of a chunked body.
+    pub trailers: Vec<(String, String)>,
+    /// Whether the body was chunked on the wire.
+    pub chunked: bool,
+    /// The head bytes exactly as received.
+    pub raw_head: Vec<u8>,
+}
+
+impl Message {
+    /// First value of a header (case-insensitive name).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Buffered reader of HTTP/1 messages over a stream, for both test clients and test origins.
+pub struct Reader<S> {
+    s: S,
+    buf: Vec<u8>,
+}
+
+enum HeadKind {
+    Request,
+    Response,
+}
+
+impl<S: Read> Reader<S> {
+    pub fn new(s: S) -> Self {
+        Reader { s, buf: Vec::new() }
+    }
+
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.s
+    }
+
+    /// Bytes read but not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Reads more bytes; false on EOF or error (including timeout).
+    fn fill(&mut self) -> bool {
+        let mut chunk = [0u8; 64 * 1024];
+        match self.s.read(&mut chunk) {
+            Ok(0) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&chunk[..n]);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => true,
+            Err(_) => false,
+        }
+    }
+
+    /// Reads everything until EOF (or a timeout), returning it with whatever was buffered.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        while self.buf.len() < MAX_MESSAGE && self.fill() {}
+        std::mem::take(&mut self.buf)
+    }
+
+    /// Whether the peer closed the connection (EOF) within the read timeout, with nothing
+    /// more buffered.
+    pub fn closed(&mut self) -> bool {
+        self.buf.is_empty() && !self.fill()
+    }
+
+    /// Reads a request (head and body); `None` on clean EOF before any byte or bad bytes.
+    pub fn request(&mut self) -> Option<Message> {
+        let mut m = self.head(HeadKind::Request)?;
+        let len = m
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        if m.header("transfer-encoding").is_some() {
+            self.chunked(&mut m)?;
+        } else if let Some(n) = len {
+            m.body = self.exact(n)?;
+        }
+        Some(m)
+    }
+
+    /// Reads a response to a request with method `method`.
+    pub fn response(&mut self, method: &str) -> Option<Message> {
+        let mut m = self.head(HeadKind::Response)?;
+        let no_body = method == "HEAD"
+            || (100..200).contains(&m.status)
+            || m.status == 204
+            || m.status == 304;
+        if no_body {
+            return Some(m);
+        }
+        let len: Option<usize> = m
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok());
+        if m.header("transfer-encoding").is_some() {
+            self.chunked(&mut m)?;
+        } else if let Some(n) = len {
+            m.body = self.exact(n)?;
+        } else {
+            m.body = self.read_to_close();
+        }
+        Some(m)
+    }
+
+    /// Reads a final response, skipping (and returning) any 1xx interim responses before it.
+    pub fn final_response(&mut self, method: &str) -> Option<(Vec<Message>, Message)> {
+        let mut interim = Vec::new();
+        for _ in 0..16 {
+            let m = self.response(method)?;
+            if (100..200).contains(&m.status) && m.status != 101 {
+                interim.push(m);
+            } else {
+                return Some((interim, m));
+            }
+        }
+        None
+    }
+
+    fn head(&mut self, kind: HeadKind) -> Option<Message> {
+        for _ in 0..100_000 {
+            if let Some(end) = find(&self.buf, b"\r\n\r\n") {
+                let raw: Vec<u8> = self.buf.drain(..end + 4).collect();
+                return parse_head(&raw, kind);
+            }
+            if self.buf.len() > 1024 * 1024 || !self.fill() {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn exact(&mut self, n: usize) -> Option<Vec<u8>> {
+        while self.buf.len() < n {
+            if n > MAX_MESSAGE || !self.fill() {
+                return None;
+            }
+        }
+        Some(self.buf.drain(..n).collect())
+    }
+
+    fn line(&mut self) -> Option<Vec<u8>> {
+        for _ in 0..100_000 {
+            if let Some(end) = find(&self.buf, b"\r\n") {
+                let line: Vec<u8> = self.buf.drain(..end + 2).collect();
+                return Some(line[..end].to_vec());
+            }
+            if self.buf.len() > 64 * 1024 || !self.fill() {
+                return None;
+            }
+        }
+        None
+    }
+
+    fn chunked(&mut self, m: &mut Message) -> Option<()> {
+        m.chunked = true;
+        for _ in 0..10_000_000 {
+            let line = self.line()?;
+            let size_hex = line.split(|&b| b == b';').next()?;
+            let size =
+                usize::from_str_radix(std::str::from_utf8(size_hex).ok()?.trim(), 16).ok()?;
+            if size == 0 {
+                for _ in 0..1000 {
+                    let t = self.line()?;
+                    if t.is_empty() {
+                        return Some(());
+                    }
+                    let t = String::from_utf8_lossy(&t).into_owned();
+                    let (n, v) = t.split_once(':')?;
+                    m.trailers.push((n.trim().to_owned(), v.trim().to_owned()));
+                }
+                return None;
+            }
+            let data = self.exact(size)?;
+            m.body.extend_from_slice(&data);
+            if self.line()? != b"" {
+                return None;
+            }
+        }
+        None
+    }
+}
+
+fn parse_head(raw: &[u8], kind: HeadKind) -> Option<Message> {
+    let mut headers = [httparse::EMPTY_HEADER; 256];
+    let mut m = Message {
+        raw_head: raw.to_vec(),
+        ..Message::default()
+    };
+    let fields: &[httparse::Header] = match kind {
+        HeadKind::Request => {
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(raw) {
+                Ok(httparse::Status::Complete(_)) => {}
+                _ => return None,
+            }
+            m.method = req.method?.to_owned();
+            m.target = req.path?.to_owned();
+            m.version = req.version?;
+            let n = req.headers.len();
+            return Some(fill_headers(m, &headers[..n]));
+        }
+        HeadKind::Response => {
+            let mut resp = httparse::Response::new(&mut headers);
+            match resp.parse(raw) {
+                Ok(httparse::Status::Complete(_)) => {}
+                _ => return None,
+            }
+            m.status = resp.code?;
+            m.version = resp.version?;
+            let n = resp.headers.len();
+            &headers[..n]
+        }
+    };
+    let fields = fields.to_vec();
+    Some(fill_headers(m, &fields))
+}
+
+fn fill_headers(mut m: Message, fields: &[httparse::Header]) -> Message {
+    for h in fields {
+        m.headers.push((
+            h.name.to_owned(),
+            String::from_utf8_lossy(h.value).into_owned(),
+        ));
+    }
+    m
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Sends `bytes` to the proxy on a fresh connection, half-closes, and returns everything the
+/// proxy wrote back until it closed (or the read timeout).
+pub fn exchange(proxy: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut s = connect(proxy);
+    s.write_all(bytes).expect("write");
+    let _ = s.shutdown(Shutdown::Write);
+    Reader::new(s).read_to_close()
+}
+
+/// The status code at the start of a raw response, or 0.
+pub fn status_of(raw: &[u8]) -> u16 {
+    let s = String::from_utf8_lossy(raw);
+    s.strip_prefix("HTTP/1.")
+        .and_then(|r| r.get(2..5))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A complete `200 OK` response with a Content-Length body.
+pub fn ok(body: &[u8]) -> Vec<u8> {
+    let mut r = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    r.extend_from_slice(body);
+    r
+}
+
+/// Sends one request through the proxy on an existing connection and reads the final response.
+pub fn roundtrip(s: &mut Reader<TcpStream>, method: &str, request: &[u8]) -> Message {
+    s.get_mut().write_all(request).expect("write request");
+    s.final_response(method).expect("response").1
+}
+
+/// Waits until `cond` holds, polling every 10 ms, for at most `limit`.
+pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    cond()
+}
