@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Whole-proxy benchmark: wrk with absolute-form requests against an nginx origin, directly and
+# through lynxio (1 and 2 workers, io_uring and epoll, with/without SQPOLL) and Squid (no cache)
+# in the same run, printed as a Markdown table with ratios against the direct run and Squid.
+#
+# Layout on a 2-core machine: the proxy under test is pinned to core 0, wrk and nginx to core 1
+# (the 2-worker lynxio row spreads over both cores and so competes with wrk and nginx).
+#
+# Usage: scripts/bench.sh            (DURATION=10s CONNS_SMALL=64 CONNS_LARGE=16 to tune)
+#        SKIP_SQUID=1 scripts/bench.sh
+# Installs wrk, nginx and squid from Debian when they are missing (needs root and apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNS_SMALL=${CONNS_SMALL:-64}
+CONNS_LARGE=${CONNS_LARGE:-16}
+PROXY_CORE=${PROXY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+NGINX_PORT=${NGINX_PORT:-18480}
+SQUID_PORT=${SQUID_PORT:-18481}
+LYNXIO_PORT=${LYNXIO_PORT:-18482}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ -z "${SKIP_SQUID:-}" ]; then
+    command -v squid >/dev/null || [ -x /usr/sbin/squid ] || need+=(squid)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+SQUID=$(command -v squid || echo /usr/sbin/squid)
+
+cargo build --release --quiet
+LYNXIO=target/release/lynxio
+
+WORK=$(mktemp -d /tmp/lynxio-bench.XXXXXX)
+chmod 755 "$WORK" # nginx workers run as an unprivileged user
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    [ -f "$WORK/squid.pid" ] && kill "$(cat "$WORK/squid.pid")" 2>/dev/null || true
+    sleep 0.5
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# --- origin -------------------------------------------------------------------------------
+mkdir -p "$WORK/www" "$WORK/ngx"
+head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
+head -c 1048576 /dev/urandom >"$WORK/www/1m"
+chmod -R a+rX "$WORK/www"
+cat >"$WORK/nginx.conf" <<EOF
+worker_processes 1;
+pid $WORK/nginx.pid;
+error_log $WORK/ngx/error.log warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+    client_body_temp_path $WORK/ngx;
+    proxy_temp_path $WORK/ngx;
+    fastcgi_temp_path $WORK/ngx;
+    uwsgi_temp_path $WORK/ngx;
+    scgi_temp_path $WORK/ngx;
+    types { }
+    default_type application/octet-stream;
+    server {
+        listen 127.0.0.1:$NGINX_PORT reuseport;
+        root $WORK/www;
+    }
+}
+EOF
+# nginx inherits the affinity: it shares the load core with wrk.
+taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+wait_port "$NGINX_PORT"
+
+# --- wrk ----------------------------------------------------------------------------------
+# wrk has no proxy option: through a proxy the request line must carry the absolute URL.
+cat >"$WORK/abs.lua" <<EOF
+wrk.path = os.getenv("ABS_URL")
+wrk.headers["Host"] = "127.0.0.1:$NGINX_PORT"
+EOF
+
+# run_wrk PORT PATH CONNS ABSOLUTE(0|1) -> prints "rps mbps errors"
+run_wrk() {
+    local port=$1 path=$2 conns=$3 absolute=$4 out
+    if [ "$absolute" = 1 ]; then
+        out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT$path" taskset -c "$LOAD_CORE" \
+            wrk -t1 -c"$conns" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$port/")
+    else
+        out=$(taskset -c "$LOAD_CORE" wrk -t1 -c"$conns" -d"$DURATION" "http://127.0.0.1:$port$path")
+    fi
+    echo "$out" >>"$WORK/wrk.log"
+    python3 - "$out" <<'PY'
+import re, sys
+out = sys.argv[1]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
+scale = {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}[m.group(2)]
+errs = 0
+e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+if e:
+    errs += sum(int(x) for x in e.groups())
+n = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if n:
+    errs += int(n.group(1))
+print(f"{rps:.0f} {float(m.group(1)) * scale:.0f} {errs}")
+PY
+}
+
+# --- proxies ------------------------------------------------------------------------------
+start_lynxio() {
+    "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --log warn "$@" >"$WORK/lynxio.out" 2>>"$WORK/lynxio.err" &
+    LYNXIO_PID=$!
+    PIDS+=("$LYNXIO_PID")
+    wait_port "$LYNXIO_PORT"
+}
+stop_lynxio() {
+    kill -TERM "$LYNXIO_PID" 2>/dev/null || true
+    wait "$LYNXIO_PID" 2>/dev/null || true
+}
+
+start_squid() {
+    mkdir -p "$WORK/squid"
+    cat >"$WORK/squid.conf" <<EOF
+http_port 127.0.0.1:$SQUID_PORT
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0 MB
+access_log none
+cache_store_log none
+cache_log $WORK/squid/cache.log
+pid_filename $WORK/squid.pid
+coredump_dir $WORK/squid
+workers 1
+max_filedescriptors 16384
+shutdown_lifetime 0 seconds
+EOF
+    taskset -c "$PROXY_CORE" "$SQUID" -f "$WORK/squid.conf" -N >/dev/null 2>&1 &
+    SQUID_PID=$!
+    PIDS+=("$SQUID_PID")
+    wait_port "$SQUID_PORT"
+}
+stop_squid() {
+    kill -TERM "$SQUID_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$SQUID_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SQUID_PID" 2>/dev/null || true
+}
+
+# --- run ----------------------------------------------------------------------------------
+declare -A RPS MBPS ERRS
+ROWS=()
+measure() { # NAME PORT ABSOLUTE
+    local name=$1 port=$2 abs=$3 small large
+    read -r -a small <<<"$(run_wrk "$port" /100b "$CONNS_SMALL" "$abs")"
+    read -r -a large <<<"$(run_wrk "$port" /1m "$CONNS_LARGE" "$abs")"
+    RPS[$name]=${small[0]}
+    MBPS[$name]=${large[1]}
+    ERRS[$name]=$((small[2] + large[2]))
+    ROWS+=("$name")
+    echo "  $name: ${RPS[$name]} req/s (100 B), ${MBPS[$name]} MB/s (1 MiB), errors ${ERRS[$name]}" >&2
+}
+
+echo "benchmark: DURATION=$DURATION, 100 B with $CONNS_SMALL connections, 1 MiB with $CONNS_LARGE" >&2
+measure "direct (nginx)" "$NGINX_PORT" 0
+
+start_lynxio --workers 1 --cpus "$PROXY_CORE" --driver uring
+measure "lynxio 1 worker, io_uring" "$LYNXIO_PORT" 1
+stop_lynxio
+
+start_lynxio --workers 1 --cpus "$PROXY_CORE" --driver uring --sqpoll 100
+measure "lynxio 1 worker, io_uring + sqpoll" "$LYNXIO_PORT" 1
+stop_lynxio
+
+start_lynxio --workers 1 --cpus "$PROXY_CORE" --driver epoll
+measure "lynxio 1 worker, epoll" "$LYNXIO_PORT" 1
+stop_lynxio
+
+start_lynxio --workers 2 --cpus "$PROXY_CORE,$LOAD_CORE" --driver uring
+measure "lynxio 2 workers, io_uring" "$LYNXIO_PORT" 1
+stop_lynxio
+
+if [ -z "${SKIP_SQUID:-}" ]; then
+    start_squid
+    measure "squid (no cache)" "$SQUID_PORT" 1
+    stop_squid
+fi
+
+# --- report -------------------------------------------------------------------------------
+DIRECT="direct (nginx)"
+SQ="squid (no cache)"
+printf '\n| target | req/s (100 B) | vs direct | vs Squid | MB/s (1 MiB) | vs direct | vs Squid | errors |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for name in "${ROWS[@]}"; do
+    rd=$(python3 -c "print(f'{${RPS[$name]}/${RPS[$DIRECT]}:.2f}x')")
+    md=$(python3 -c "print(f'{${MBPS[$name]}/max(${MBPS[$DIRECT]},1):.2f}x')")
+    if [ -n "${RPS[$SQ]:-}" ]; then
+        rs=$(python3 -c "print(f'{${RPS[$name]}/max(${RPS[$SQ]},1):.2f}x')")
+        ms=$(python3 -c "print(f'{${MBPS[$name]}/max(${MBPS[$SQ]},1):.2f}x')")
+    else
+        rs="n/a"; ms="n/a"
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" "${RPS[$name]}" "$rd" "$rs" "${MBPS[$name]}" "$md" "$ms" "${ERRS[$name]}"
+done
