@@ -156,6 +156,9 @@ pub(super) struct Scan {
     pub expect_other: bool,
     name_error: Option<ParseError>,
     cl_present: bool,
+    /// The Content-Length fields are not exactly one plain `1*DIGIT` (several fields, or a
+    /// list): a recipient must not forward them as received (RFC 9110 §8.6).
+    cl_needs_fold: bool,
     content_length: Option<u64>,
     cl_error: Option<ParseError>,
     te_present: bool,
@@ -191,6 +194,7 @@ pub(super) fn scan<'a>(fields: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Sc
                 }
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {
+                s.cl_needs_fold |= s.cl_present || value.contains(&b',');
                 s.cl_present = true;
                 if let Err(e) = content_length(value, &mut s.content_length) {
                     s.cl_error.get_or_insert(e);
@@ -280,6 +284,16 @@ fn transfer_encoding(value: &[u8], chunked_seen: &mut bool) -> Result<(), ParseE
 }
 
 impl Scan {
+    /// The single value to send instead of the received Content-Length fields, when they
+    /// were several identical values (`5, 5` or two fields) that framing folded into one.
+    pub(super) fn folded_length(&self) -> Option<u64> {
+        if self.cl_needs_fold && self.cl_error.is_none() {
+            self.content_length
+        } else {
+            None
+        }
+    }
+
     /// Applies the framing rules (RFC 9112 §6.1, §6.3) common to requests and responses.
     pub(super) fn framing(&self, version: Version) -> Result<Framing, ParseError> {
         if let Some(e) = self.name_error {

@@ -75,14 +75,22 @@ pub(super) fn map_error(e: httparse::Error, window: &[u8], request: bool) -> Par
         httparse::Error::TooManyHeaders => (TooManyHeaders, "too many header fields"),
         httparse::Error::Version => {
             let line = first_line(window);
+            // Only a well-formed line whose version token is a real `HTTP/d.d` is a version
+            // problem; `GET /a b HTTP/1.1` (a space in the target) is a malformed line.
             let token = if request {
-                line.rsplit(|&b| b == b' ').next().unwrap_or_default()
+                let mut parts = line.split(|&b| b == b' ');
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(_), Some(_), Some(v), None) => v,
+                    _ => &[][..],
+                }
             } else {
                 line.split(|&b| b == b' ').next().unwrap_or_default()
             };
             match token {
                 [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
-                    if major.is_ascii_digit() && minor.is_ascii_digit() =>
+                    if major.is_ascii_digit()
+                        && minor.is_ascii_digit()
+                        && !(*major == b'1' && matches!(minor, b'0' | b'1')) =>
                 {
                     (UnsupportedVersion, "unsupported HTTP version")
                 }

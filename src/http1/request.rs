@@ -82,6 +82,9 @@ pub struct RequestHead {
     /// `Expect: 100-continue` (ignored → false for HTTP/1.0).
     pub expect_continue: bool,
     expect_unsupported: bool,
+    /// Set when several identical Content-Length values were folded into this one; the writer
+    /// then sends it as a single field.
+    pub(super) content_length_fold: Option<u64>,
     method_span: Span,
     target_span: Span,
 }
@@ -155,7 +158,9 @@ pub fn parse_request(
         Framing::Chunked => BodyKind::Chunked,
     };
     let http11 = version == Version::Http11;
+    let content_length_fold = scan.folded_length();
     let head = RequestHead {
+        content_length_fold,
         method: Method::from_bytes(method),
         version,
         conn: scan.conn,

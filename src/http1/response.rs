@@ -18,6 +18,8 @@ pub struct ResponseHead {
     pub conn: ConnectionInfo,
     reason_span: Span,
     framing: Result<Framing, ParseError>,
+    /// See `RequestHead::content_length_fold`.
+    pub(super) content_length_fold: Option<u64>,
 }
 
 impl ResponseHead {
@@ -99,10 +101,12 @@ pub fn parse_response(
     if let Some(e) = scan.conn_error {
         return Err(e);
     }
+    let content_length_fold = scan.folded_length();
     let head = ResponseHead {
         version,
         status,
         framing: scan.framing(version),
+        content_length_fold,
         conn: scan.conn,
         headers,
         reason_span,

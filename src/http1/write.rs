@@ -57,6 +57,20 @@ fn is_host(name: &[u8]) -> bool {
     name.len() == 4 && name.eq_ignore_ascii_case(b"host")
 }
 
+fn is_content_length(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+}
+
+/// Identical Content-Length values received as a list or as several fields go out as one
+/// plain field (RFC 9110 §8.6: never forward a value that is not `1*DIGIT`).
+fn write_folded_length(out: &mut Vec<u8>, fold: Option<u64>) {
+    if let Some(n) = fold {
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, n);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
@@ -95,7 +109,8 @@ fn status_line(out: &mut Vec<u8>, status: u16, reason: &[u8]) {
 
 /// Writes `METHOD SP path SP HTTP/1.1 CRLF`, `Host`, then every field except hop-by-hop ones
 /// and any received Host, then `Via`, `Connection: upgrade` when `keep_upgrade`, CRLF.
-/// Transfer-Encoding and Content-Length are kept as received (framing is forwarded verbatim).
+/// Transfer-Encoding and Content-Length are kept as received (framing is forwarded verbatim),
+/// except that identical Content-Length values sent as a list or repeated become one field.
 /// Never adds `Connection: keep-alive` (HTTP/1.1 upstream is persistent by default).
 pub fn write_request(out: &mut Vec<u8>, head: &RequestHead, rw: &RequestRewrite) {
     out.reserve(head.headers.raw_len() + rw.path.len() + rw.host.len() + rw.via.len() + 64);
@@ -104,9 +119,12 @@ pub fn write_request(out: &mut Vec<u8>, head: &RequestHead, rw: &RequestRewrite)
     out.extend_from_slice(rw.path);
     out.extend_from_slice(b" HTTP/1.1\r\n");
     field(out, b"Host", rw.host);
+    let fold = head.content_length_fold;
     head.headers.write_fields(out, |name| {
-        !is_host(name) && !is_hop_by_hop(name, &head.conn, rw.keep_upgrade)
+        let folded_cl = fold.is_some() && is_content_length(name);
+        !(is_host(name) || is_hop_by_hop(name, &head.conn, rw.keep_upgrade) || folded_cl)
     });
+    write_folded_length(out, fold);
     if !rw.via.is_empty() {
         field(out, b"Via", rw.via);
     }
@@ -122,11 +140,14 @@ pub fn write_request(out: &mut Vec<u8>, head: &RequestHead, rw: &RequestRewrite)
 pub fn write_response(out: &mut Vec<u8>, head: &ResponseHead, rw: &ResponseRewrite) {
     out.reserve(head.headers.raw_len() + rw.via.len() + 64);
     status_line(out, head.status, head.reason());
+    let fold = head.content_length_fold;
     head.headers.write_fields(out, |name| {
         let stripped_te =
             rw.strip_transfer_encoding && name.eq_ignore_ascii_case(b"transfer-encoding");
-        !stripped_te && !is_hop_by_hop(name, &head.conn, rw.keep_upgrade)
+        let folded_cl = fold.is_some() && is_content_length(name);
+        !(stripped_te || is_hop_by_hop(name, &head.conn, rw.keep_upgrade) || folded_cl)
     });
+    write_folded_length(out, fold);
     if !rw.via.is_empty() {
         field(out, b"Via", rw.via);
     }

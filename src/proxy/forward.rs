@@ -92,6 +92,14 @@ pub fn route(head: &RequestHead) -> Result<Route<'_>, ProxyError> {
     }
 }
 
+/// The `Via` value for a message received with `version` (RFC 9110 §7.6.3).
+fn via_for(version: Version) -> &'static [u8] {
+    match version {
+        Version::Http11 => VIA_11,
+        Version::Http10 => VIA_10,
+    }
+}
+
 /// Does the client want the connection kept open after this exchange?
 fn client_wants_keep_alive(head: &RequestHead) -> bool {
     match head.version {
@@ -111,10 +119,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     key.set(&route.host, route.port);
 
     let mut req_out = Vec::with_capacity(head_capacity(head));
-    let via = match head.version {
-        Version::Http11 => VIA_11,
-        Version::Http10 => VIA_10,
-    };
+    let via = via_for(head.version);
     http1::write_request(
         &mut req_out,
         head,
@@ -138,7 +143,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
 
     let mut fresh_only = false;
     loop {
-        let mut up = upstream(worker, &route, &key, fresh_only, replayable).await?;
+        let mut up = upstream(worker, &route, &key, fresh_only).await?;
         let reused = up.reused;
         let sent = write_all_keep(&mut up.w, &mut req_out).await;
         let outcome = match sent {
@@ -204,17 +209,17 @@ async fn upstream(
     route: &Route<'_>,
     key: &PoolKey,
     fresh_only: bool,
-    replayable: bool,
 ) -> Result<Upstream, ProxyError> {
     if !fresh_only {
         loop {
             let Some(up) = worker.pool.borrow_mut().take(key, Instant::now()) else {
                 break;
             };
-            // A replayable request is simply retried if the connection proves stale; others
-            // pay one non-blocking peek to avoid sending a non-idempotent request into a dead
-            // connection.
-            if replayable || idle_state(up.fd) == IdleState::Alive {
+            // One non-blocking peek: a connection the origin closed, reset, or wrote
+            // unsolicited bytes on while idle must not carry the next request (stray bytes
+            // would be read as its response). A connection that dies between the peek and the
+            // write is still retried below when the request is replayable.
+            if idle_state(up.fd) == IdleState::Alive {
                 return Ok(up);
             }
         }
@@ -378,7 +383,7 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
         out,
         &resp,
         &ResponseRewrite {
-            via: VIA_11,
+            via: via_for(resp.version),
             connection,
             strip_transfer_encoding: dechunk,
             keep_upgrade: false,

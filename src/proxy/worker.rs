@@ -129,7 +129,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, cfg: Arc<Config>, event
         .into_iter()
         .map(|l| Box::pin(accept_loop(worker.clone(), l)))
         .collect();
-    let accepting = std::future::poll_fn(|cx| {
+    let accepting = std::future::poll_fn(move |cx| {
         loops.retain_mut(|l| l.as_mut().poll(cx).is_pending());
         if loops.is_empty() {
             std::task::Poll::Ready(())

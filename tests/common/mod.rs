@@ -560,3 +560,223 @@ pub fn eventually(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
     cond()
 }
+
+/// An [`Origin::http`] that also reports every request it reads, in order, on the returned
+/// channel (receive them with [`next_request`]).
+pub fn recording_origin<F>(respond: F) -> (Origin, mpsc::Receiver<Message>)
+where
+    F: Fn(&Message) -> Vec<u8> + Send + Sync + 'static,
+{
+    let (tx, rx) = mpsc::channel();
+    let origin = Origin::http(move |req| {
+        let _ = tx.send(req.clone());
+        respond(req)
+    });
+    (origin, rx)
+}
+
+/// The next request a [`recording_origin`] received (panics after [`IO_TIMEOUT`]).
+pub fn next_request(rx: &mpsc::Receiver<Message>) -> Message {
+    rx.recv_timeout(IO_TIMEOUT)
+        .expect("the origin did not receive the request")
+}
+
+/// `len` deterministic pseudo-random bytes (xorshift64*), different for each `seed`.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lowercased names of a message's header fields, in wire order.
+pub fn header_names(m: &Message) -> Vec<String> {
+    m.headers
+        .iter()
+        .map(|(n, _)| n.to_ascii_lowercase())
+        .collect()
+}
+
+// ---- Helpers for the error-path suites (errors.rs, smuggling.rs, robustness.rs) ----
+
+/// What the proxy answered on one connection: every byte until it closed (or `wait` passed),
+/// and whether it closed (EOF or reset) rather than going quiet.
+pub struct Reply {
+    pub raw: Vec<u8>,
+    pub closed: bool,
+    pub elapsed: Duration,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+}
+
+/// Sends `bytes` on a fresh connection WITHOUT half-closing, then reads until the proxy closes
+/// or `wait` passes. Write errors are ignored (the proxy may close early on a bad head).
+pub fn send_raw(proxy: SocketAddr, bytes: &[u8], wait: Duration) -> Reply {
+    let start = Instant::now();
+    let mut s = connect(proxy);
+    let _ = s.write_all(bytes);
+    read_reply(s, start, wait)
+}
+
+/// Reads from `s` until EOF/reset (closed) or until `wait` after `start` passes (not closed).
+pub fn read_reply(mut s: TcpStream, start: Instant, wait: Duration) -> Reply {
+    let deadline = start + wait;
+    let mut raw = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let closed = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || raw.len() > MAX_MESSAGE {
+            break false;
+        }
+        let _ = s.set_read_timeout(Some(left.max(Duration::from_millis(1))));
+        match s.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break false;
+            }
+            Err(_) => break true, // reset: closed too
+        }
+    };
+    Reply {
+        raw,
+        closed,
+        elapsed: start.elapsed(),
+    }
+}
+
+/// Asserts `reply` is exactly one proxy-generated error response with `status` (see
+/// [`check_error_reply`]) and returns the parsed response.
+pub fn assert_error_reply(reply: &Reply, status: u16, what: &str) -> Message {
+    check_error_reply(reply, status).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// Whether `reply` is exactly one proxy-generated error response with `status`: a short,
+/// non-empty text body framed by a matching Content-Length, `Connection: close`, nothing after
+/// it, and the connection closed. `Err` says what is wrong.
+pub fn check_error_reply(reply: &Reply, status: u16) -> Result<Message, String> {
+    let mut r = Reader::new(&reply.raw[..]);
+    let Some(m) = r.response("GET") else {
+        return Err(format!(
+            "expected a {status} response, got {:?} (closed: {})",
+            reply.text(),
+            reply.closed
+        ));
+    };
+    let head = String::from_utf8_lossy(&m.raw_head).into_owned();
+    if m.status != status {
+        return Err(format!(
+            "expected {status}, got {}: {:?}",
+            m.status,
+            reply.text()
+        ));
+    }
+    let cl: Option<usize> = m
+        .header("content-length")
+        .and_then(|v| v.trim().parse().ok());
+    if cl != Some(m.body.len()) {
+        return Err(format!("Content-Length missing or wrong: {head:?}"));
+    }
+    if m.body.is_empty() || m.body.len() >= 1024 {
+        return Err(format!("body should be short text, got {:?}", m.body_str()));
+    }
+    if !m
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("text/plain"))
+    {
+        return Err(format!("expected a text/plain body: {head:?}"));
+    }
+    if !m
+        .header("connection")
+        .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+    {
+        return Err(format!(
+            "error response without Connection: close: {head:?}"
+        ));
+    }
+    if !r.buffered().is_empty() {
+        return Err(format!(
+            "bytes after the error response: {:?}",
+            String::from_utf8_lossy(r.buffered())
+        ));
+    }
+    if !reply.closed {
+        return Err("connection not closed after the error".to_owned());
+    }
+    Ok(m)
+}
+
+/// A test origin that records every byte it receives (all connections, appended) and never
+/// answers; it reads until the proxy closes the connection.
+pub fn byte_sink_origin() -> (Origin, Arc<std::sync::Mutex<Vec<u8>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let origin = Origin::start(move |mut s| {
+        let mut chunk = [0u8; 16 * 1024];
+        for _ in 0..100_000 {
+            match s.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => sink
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    (origin, seen)
+}
+
+/// One plain GET through `proxy` to `origin` (an `Origin::http` answering 200) on a fresh
+/// connection must succeed: the proxy is still serving.
+pub fn assert_still_serving(proxy: &Proxy, origin: &Origin, what: &str) {
+    let mut c = Reader::new(proxy.connect());
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n\r\n",
+        origin.url("/still-alive"),
+        origin.addr
+    );
+    c.get_mut().write_all(req.as_bytes()).expect("write");
+    let resp = c.final_response("GET").map(|(_, m)| m);
+    assert_eq!(
+        resp.as_ref().map(|m| m.status),
+        Some(200),
+        "{what}: the proxy no longer serves a normal request"
+    );
+}
+
+/// The proxy process is still running, then stop it: its log must show no panic.
+pub fn assert_no_panic(mut proxy: Proxy) {
+    assert!(proxy.is_running(), "the proxy process exited");
+    let log = proxy.stop_and_log();
+    assert!(
+        !log.contains("panicked"),
+        "the proxy panicked:\n{}",
+        log.lines()
+            .filter(|l| l.contains("panicked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+impl<S: Read> Reader<S> {
+    /// Reads only a request head (no body), e.g. for an origin that answers `100 Continue`.
+    pub fn request_head(&mut self) -> Option<Message> {
+        self.head(HeadKind::Request)
+    }
+
+    /// Reads exactly `n` more bytes (buffered ones first); `None` on EOF or timeout.
+    pub fn take_exact(&mut self, n: usize) -> Option<Vec<u8>> {
+        self.exact(n)
+    }
+}

@@ -200,6 +200,17 @@ fn malformed_heads() {
         ("HTTP/1.2", b"GET / HTTP/1.2\r\n\r\n", UnsupportedVersion),
         ("HTTP/2.0", b"GET / HTTP/2.0\r\n\r\n", UnsupportedVersion),
         ("HTTP/0.9", b"GET / HTTP/0.9\r\n\r\n", UnsupportedVersion),
+        ("space in target", b"GET /a b HTTP/1.1\r\n\r\n", Malformed),
+        (
+            "space in target, 1.0",
+            b"GET /a b HTTP/1.0\r\n\r\n",
+            Malformed,
+        ),
+        (
+            "space in target, 2.0",
+            b"GET /a b HTTP/2.0\r\n\r\n",
+            Malformed,
+        ),
         (
             "two Host",
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",

@@ -317,3 +317,49 @@ fn decimal() {
         assert_eq!(text(&out), n.to_string());
     }
 }
+
+#[test]
+fn identical_content_lengths_are_folded_into_one_field() {
+    let rw = RequestRewrite {
+        path: b"/",
+        host: b"h",
+        via: b"",
+        keep_upgrade: false,
+    };
+    for wire in [
+        &b"POST http://h/ HTTP/1.1\r\nContent-Length: 5, 5\r\nX: y\r\n\r\n"[..],
+        &b"POST http://h/ HTTP/1.1\r\nContent-Length: 5\r\nX: y\r\ncontent-length: 5\r\n\r\n"[..],
+    ] {
+        let mut out = Vec::new();
+        write_request(&mut out, &req(wire), &rw);
+        assert_eq!(
+            text(&out),
+            "POST / HTTP/1.1\r\nHost: h\r\nX: y\r\nContent-Length: 5\r\n\r\n"
+        );
+    }
+    // A single plain field is forwarded untouched, in place.
+    let mut out = Vec::new();
+    write_request(
+        &mut out,
+        &req(b"POST http://h/ HTTP/1.1\r\ncontent-length: 5\r\nX: y\r\n\r\n"),
+        &rw,
+    );
+    assert_eq!(
+        text(&out),
+        "POST / HTTP/1.1\r\nHost: h\r\ncontent-length: 5\r\nX: y\r\n\r\n"
+    );
+
+    let mut out = Vec::new();
+    let rrw = ResponseRewrite {
+        via: b"",
+        connection: ConnectionHeader::None,
+        strip_transfer_encoding: false,
+        keep_upgrade: false,
+    };
+    write_response(
+        &mut out,
+        &res(b"HTTP/1.1 200 OK\r\nContent-Length: 7,7\r\n\r\n"),
+        &rrw,
+    );
+    assert_eq!(text(&out), "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n");
+}

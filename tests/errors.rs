@@ -1,0 +1,493 @@
+//! Error answers: every request the proxy cannot forward gets the status `ProxyError::status`
+//! maps it to (400/408/417/431/501/502/504/505), a short text body framed by Content-Length,
+//! `Connection: close`, and the connection closed — and, for client-side errors, the origin
+//! never sees a byte.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use socket2::{Domain, Socket, Type};
+
+/// How long a test waits for an error answer (all of them come well before this).
+const WAIT: Duration = Duration::from_secs(5);
+
+fn get(url: &str, host: &str) -> Vec<u8> {
+    format!("GET {url} HTTP/1.1\r\nHost: {host}\r\n\r\n").into_bytes()
+}
+
+/// Sends `bytes`, expects the error `status`, and checks the origin was never contacted.
+fn expect_error(proxy: &Proxy, origin: &Origin, bytes: &[u8], status: u16, what: &str) -> Message {
+    let reply = send_raw(proxy.addr, bytes, WAIT);
+    let m = assert_error_reply(&reply, status, what);
+    assert_eq!(origin.accepted(), 0, "{what}: the origin was contacted");
+    m
+}
+
+/// Runs every `(name, bytes, status)` case on a fresh connection; returns one line per case
+/// that did not get exactly the expected error answer (or that reached the origin).
+fn run_table<'a>(
+    proxy: &Proxy,
+    origin: &Origin,
+    cases: impl Iterator<Item = (&'a str, &'a [u8], u16)>,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (what, bytes, status) in cases {
+        let reply = send_raw(proxy.addr, bytes, WAIT);
+        if let Err(e) = check_error_reply(&reply, status) {
+            failures.push(format!(
+                "{what} ({:?}): {e}",
+                String::from_utf8_lossy(bytes)
+            ));
+        }
+        if origin.accepted() != 0 {
+            failures.push(format!("{what}: the origin was contacted"));
+        }
+    }
+    failures
+}
+
+fn malformed_request_line(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let o = origin.addr;
+    let cases: Vec<(&str, String)> = vec![
+        ("not HTTP at all", "GARBAGE\r\n\r\n".to_owned()),
+        (
+            "no version",
+            format!("GET http://{o}/\r\nHost: {o}\r\n\r\n"),
+        ),
+        ("no target", "GET HTTP/1.1\r\n\r\n".to_owned()),
+        (
+            "extra token after the version",
+            format!("GET http://{o}/ HTTP/1.1 extra\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "double space",
+            format!("GET  http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "space inside the target",
+            format!("GET http://{o}/a b HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "bad method byte",
+            format!("G(T http://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "not an HTTP version",
+            format!("GET http://{o}/ FTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "lowercase protocol name",
+            format!("GET http://{o}/ http/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "userinfo in the target",
+            format!("GET http://user:pw@{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "empty host",
+            "GET http:///path HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            "port out of range",
+            "GET http://127.0.0.1:99999/ HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            "port zero",
+            "GET http://127.0.0.1:0/ HTTP/1.1\r\nHost: x\r\n\r\n".to_owned(),
+        ),
+        (
+            "unknown scheme",
+            format!("GET ftp://{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "two Host fields",
+            format!("GET http://{o}/ HTTP/1.1\r\nHost: {o}\r\nHost: {o}\r\n\r\n"),
+        ),
+        (
+            "asterisk-form for GET",
+            format!("GET * HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+        ),
+    ];
+    let failures = run_table(
+        &proxy,
+        &origin,
+        cases.iter().map(|(w, b)| (*w, b.as_bytes(), 400)),
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_still_serving(&proxy, &origin, "after malformed request lines");
+    assert_no_panic(proxy);
+}
+
+fn head_too_large_default(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    // 70 KiB of one header value: over the default 64 KiB head limit.
+    let big = "a".repeat(70 * 1024);
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nX-Big: {big}\r\n\r\n",
+        origin.url("/"),
+        origin.addr
+    );
+    expect_error(&proxy, &origin, req.as_bytes(), 431, "70 KiB head");
+    // Many medium fields adding up past 64 KiB.
+    let mut req = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n",
+        origin.url("/"),
+        origin.addr
+    );
+    for i in 0..90 {
+        req.push_str(&format!("X-F{i}: {}\r\n", "b".repeat(1000)));
+    }
+    req.push_str("\r\n");
+    expect_error(&proxy, &origin, req.as_bytes(), 431, "90 fields of 1 KB");
+    assert_still_serving(&proxy, &origin, "after an oversized head");
+    assert_no_panic(proxy);
+}
+
+fn head_too_large_configured(driver: &str) {
+    let origin = Origin::http(|_| ok(b"fits"));
+    let proxy = Proxy::start(driver, &["--max-head-bytes", "1024"]);
+    let base = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\n",
+        origin.url("/"),
+        origin.addr
+    );
+    // A 2 KiB head → 431, and the origin is never contacted.
+    let req = format!(
+        "{base}X-Pad: {}\r\n\r\n",
+        "p".repeat(2048 - base.len() - 11)
+    );
+    assert!(req.len() >= 2048);
+    expect_error(
+        &proxy,
+        &origin,
+        req.as_bytes(),
+        431,
+        "2 KiB head, 1 KiB limit",
+    );
+    // A head just under the limit still goes through.
+    let req = format!("{base}X-Pad: {}\r\n\r\n", "p".repeat(900 - base.len()));
+    assert!(req.len() < 1024);
+    let mut c = Reader::new(proxy.connect());
+    let resp = roundtrip(&mut c, "GET", req.as_bytes());
+    assert_eq!(resp.status, 200, "a head under the limit must pass");
+    assert_eq!(resp.body_str(), "fits");
+    assert_no_panic(proxy);
+}
+
+fn too_many_headers(driver: &str) {
+    let origin = Origin::http(|_| ok(b"ten is fine"));
+    let proxy = Proxy::start(driver, &["--max-headers", "10"]);
+    let head_with = |fields: usize| {
+        let mut req = format!(
+            "GET {} HTTP/1.1\r\nHost: {}\r\n",
+            origin.url("/"),
+            origin.addr
+        );
+        for i in 1..fields {
+            req.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        req.push_str("\r\n");
+        req
+    };
+    expect_error(&proxy, &origin, head_with(11).as_bytes(), 431, "11 fields");
+    expect_error(&proxy, &origin, head_with(50).as_bytes(), 431, "50 fields");
+    let mut c = Reader::new(proxy.connect());
+    let resp = roundtrip(&mut c, "GET", head_with(10).as_bytes());
+    assert_eq!(resp.status, 200, "exactly --max-headers fields must pass");
+    assert_eq!(resp.body_str(), "ten is fine");
+    assert_no_panic(proxy);
+}
+
+fn unknown_host(driver: &str) {
+    let proxy = Proxy::start(driver, &[]);
+    let reply = send_raw(
+        proxy.addr,
+        &get("http://nonexistent.invalid/", "nonexistent.invalid"),
+        WAIT,
+    );
+    let m = assert_error_reply(&reply, 502, "unknown host");
+    assert!(
+        m.body_str().contains("nonexistent.invalid"),
+        "the body should name the host: {:?}",
+        m.body_str()
+    );
+    assert_no_panic(proxy);
+}
+
+fn connection_refused(driver: &str) {
+    // A port that was just bound and released: nothing listens on it.
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let proxy = Proxy::start(driver, &[]);
+    let url = format!("http://127.0.0.1:{port}/");
+    let start = Instant::now();
+    let reply = send_raw(proxy.addr, &get(&url, &format!("127.0.0.1:{port}")), WAIT);
+    assert_error_reply(&reply, 502, "connection refused");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "a refused connect must fail fast, took {:?}",
+        start.elapsed()
+    );
+    assert_no_panic(proxy);
+}
+
+/// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs.
+/// Returns the address, the listener and the held connections (keep them alive).
+fn full_backlog_listener() -> Option<(SocketAddr, Socket, Vec<TcpStream>)> {
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    sock.bind(&any.into()).expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().ok()?.as_socket()?;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => return Some((addr, sock, held)),
+        }
+    }
+    None
+}
+
+fn connect_timeout(driver: &str) {
+    let (addr, _listener, _held) =
+        full_backlog_listener().expect("could not fill a listener's accept queue");
+    let proxy = Proxy::start(driver, &["--connect-timeout", "300ms"]);
+    let url = format!("http://{addr}/");
+    let start = Instant::now();
+    let reply = send_raw(proxy.addr, &get(&url, &addr.to_string()), WAIT);
+    let elapsed = start.elapsed();
+    assert_error_reply(&reply, 504, "connect timeout");
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(3),
+        "504 should come after ~300ms, took {elapsed:?}"
+    );
+    assert_no_panic(proxy);
+}
+
+fn response_timeout(driver: &str) {
+    // Accepts, reads the request, never answers (holds the connection for a bounded time).
+    let origin = Origin::start(|mut s| {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        thread::sleep(Duration::from_secs(4));
+    });
+    let proxy = Proxy::start(driver, &["--response-timeout", "300ms"]);
+    let start = Instant::now();
+    let reply = send_raw(
+        proxy.addr,
+        &get(&origin.url("/slow"), &origin.addr.to_string()),
+        WAIT,
+    );
+    let elapsed = start.elapsed();
+    assert_error_reply(&reply, 504, "response timeout");
+    assert!(
+        elapsed >= Duration::from_millis(250) && elapsed < Duration::from_secs(2),
+        "504 should come after ~300ms, took {elapsed:?}"
+    );
+    assert_eq!(origin.accepted(), 1);
+    assert_no_panic(proxy);
+}
+
+fn origin_form_request(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let host = origin.addr.to_string();
+    let m = expect_error(
+        &proxy,
+        &origin,
+        format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        400,
+        "origin-form GET",
+    );
+    let body = m.body_str();
+    assert!(
+        body.contains("proxy") && body.contains("absolute-form"),
+        "the 400 should explain lynxio is a proxy: {body:?}"
+    );
+    expect_error(
+        &proxy,
+        &origin,
+        format!("OPTIONS * HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes(),
+        400,
+        "asterisk-form OPTIONS",
+    );
+    assert_no_panic(proxy);
+}
+
+fn https_without_connect(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let url = format!("https://{}/secret", origin.addr);
+    let m = expect_error(
+        &proxy,
+        &origin,
+        &get(&url, &origin.addr.to_string()),
+        400,
+        "https:// absolute-form",
+    );
+    assert!(
+        m.body_str().contains("CONNECT"),
+        "the 400 should point at CONNECT: {:?}",
+        m.body_str()
+    );
+    assert_no_panic(proxy);
+}
+
+fn connect_not_supported(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let o = origin.addr;
+    let m = expect_error(
+        &proxy,
+        &origin,
+        format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes(),
+        501,
+        "CONNECT",
+    );
+    assert!(m.body_str().contains("CONNECT"), "{:?}", m.body_str());
+    assert_no_panic(proxy);
+}
+
+fn unsupported_expect(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let o = origin.addr;
+    let url = origin.url("/upload");
+    expect_error(
+        &proxy,
+        &origin,
+        format!("GET {url} HTTP/1.1\r\nHost: {o}\r\nExpect: the-unexpected\r\n\r\n").as_bytes(),
+        417,
+        "Expect: the-unexpected",
+    );
+    expect_error(
+        &proxy,
+        &origin,
+        format!(
+            "POST {url} HTTP/1.1\r\nHost: {o}\r\nContent-Length: 5\r\n\
+             Expect: 100-continue, x-other\r\n\r\n"
+        )
+        .as_bytes(),
+        417,
+        "Expect: 100-continue plus another expectation",
+    );
+    assert_no_panic(proxy);
+}
+
+fn unsupported_version(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &[]);
+    let o = origin.addr;
+    let url = origin.url("/");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "HTTP/2 connection preface",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(),
+        ),
+        (
+            "HTTP/2.0 request line",
+            format!("GET {url} HTTP/2.0\r\nHost: {o}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "HTTP/1.2",
+            format!("GET {url} HTTP/1.2\r\nHost: {o}\r\n\r\n").into_bytes(),
+        ),
+        (
+            "HTTP/3.0",
+            format!("GET {url} HTTP/3.0\r\nHost: {o}\r\n\r\n").into_bytes(),
+        ),
+    ];
+    let failures = run_table(
+        &proxy,
+        &origin,
+        cases.iter().map(|(w, b)| (*w, &b[..], 505)),
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_no_panic(proxy);
+}
+
+fn slowloris_half_head(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &["--client-head-timeout", "500ms"]);
+    let half = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nX-Sl",
+        origin.url("/"),
+        origin.addr
+    );
+    let start = Instant::now();
+    let reply = send_raw(proxy.addr, half.as_bytes(), WAIT);
+    assert_error_reply(&reply, 408, "half a head then silence");
+    assert!(
+        reply.elapsed >= Duration::from_millis(400) && reply.elapsed < Duration::from_secs(3),
+        "408 should come after ~500ms, took {:?}",
+        start.elapsed()
+    );
+    assert_eq!(origin.accepted(), 0);
+    assert_no_panic(proxy);
+}
+
+fn slowloris_trickle(driver: &str) {
+    // One byte every 50 ms keeps every single read short, but the head deadline is for the
+    // whole head: 408 after ~500ms anyway.
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &["--client-head-timeout", "500ms"]);
+    let mut s = proxy.connect();
+    let start = Instant::now();
+    let head = format!(
+        "GET {} HTTP/1.1\r\nHost: {}\r\nX-Slow: {}",
+        origin.url("/"),
+        origin.addr,
+        "z".repeat(200)
+    );
+    for &b in head.as_bytes().iter().take(60) {
+        if s.write_all(&[b]).is_err() || start.elapsed() > Duration::from_secs(3) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(50));
+        // Stop once the proxy has answered (writing on would only provoke a reset).
+        s.set_nonblocking(true).expect("nonblocking");
+        let answered = s.peek(&mut [0u8; 1]).is_ok();
+        s.set_nonblocking(false).expect("blocking");
+        if answered {
+            break;
+        }
+    }
+    let reply = read_reply(s, start, WAIT);
+    assert_error_reply(&reply, 408, "trickled head");
+    assert!(
+        reply.elapsed < Duration::from_secs(4),
+        "trickling must not extend the head deadline: {:?}",
+        reply.elapsed
+    );
+    assert_eq!(origin.accepted(), 0);
+    assert_no_panic(proxy);
+}
+
+drivers!(
+    malformed_request_line,
+    head_too_large_default,
+    head_too_large_configured,
+    too_many_headers,
+    unknown_host,
+    connection_refused,
+    connect_timeout,
+    response_timeout,
+    origin_form_request,
+    https_without_connect,
+    connect_not_supported,
+    unsupported_expect,
+    unsupported_version,
+    slowloris_half_head,
+    slowloris_trickle,
+);
