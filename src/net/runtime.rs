@@ -59,9 +59,36 @@ fn uring_runtime(
     opts: &RuntimeOptions,
     pool: &DefaultThreadPool,
 ) -> io::Result<Runtime<TimeDriver<IoUringDriver>>> {
+    if opts.sqpoll_idle_ms.is_some() {
+        // The kernel rejects the task-run flags together with SQPOLL (no IPIs to avoid there).
+        return build_uring(opts, pool, false);
+    }
+    match build_uring(opts, pool, true) {
+        // Kernels before 5.19 do not know COOP_TASKRUN; run without it.
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            tracing::debug!("io_uring COOP_TASKRUN unsupported; using a plain ring");
+            build_uring(opts, pool, false)
+        }
+        other => other,
+    }
+}
+
+/// `coop_taskrun`: completions are delivered the next time the worker enters the kernel instead
+/// of by an inter-processor interrupt into the running worker. The worker enters the kernel on
+/// every loop turn anyway, so nothing waits longer; measured on the 2-core bench machine it
+/// takes 100-byte proxying from ~53k to ~93k requests/s (scripts/bench.sh, BENCHMARKS.md).
+fn build_uring(
+    opts: &RuntimeOptions,
+    pool: &DefaultThreadPool,
+    coop_taskrun: bool,
+) -> io::Result<Runtime<TimeDriver<IoUringDriver>>> {
     let mut urb = io_uring::IoUring::builder();
     if let Some(idle) = opts.sqpoll_idle_ms {
         urb.setup_sqpoll(idle);
+    }
+    if coop_taskrun {
+        urb.setup_coop_taskrun();
+        urb.setup_taskrun_flag();
     }
     RuntimeBuilder::<IoUringDriver>::new()
         .with_entries(opts.ring_entries)
