@@ -1,6 +1,10 @@
 //! The per-request head path of the proxy: parse a browser's absolute-form request head,
 //! classify its target, serialize the forwarded head into a reused buffer; and parse + rewrite
 //! a small origin response head. `cargo bench --bench head_path`.
+//!
+//! The `baseline_httparse_*` cases parse the same bytes with bare `httparse` (no framing rules,
+//! no owned head, no output): the floor any httparse-based proxy pays. BENCHMARKS.md reports
+//! lynxio's head path as a ratio to that floor, measured in the same run.
 
 use std::hint::black_box;
 
@@ -93,10 +97,24 @@ fn head_path(c: &mut Criterion) {
     group.bench_function("request_parse_only", |b| {
         b.iter(|| parse_request(black_box(REQUEST), &limits).map(|r| r.map(|(_, n)| n)))
     });
+    group.bench_function("baseline_httparse_request", |b| {
+        b.iter(|| {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut req = httparse::Request::new(&mut fields);
+            req.parse(black_box(REQUEST)).map(|s| s.is_complete())
+        })
+    });
 
     group.throughput(Throughput::Bytes(RESPONSE.len() as u64));
     group.bench_function("response_parse_write", |b| {
         b.iter(|| response_path(&limits, &mut out, black_box(RESPONSE)))
+    });
+    group.bench_function("baseline_httparse_response", |b| {
+        b.iter(|| {
+            let mut fields = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut fields);
+            resp.parse(black_box(RESPONSE)).map(|s| s.is_complete())
+        })
     });
     group.finish();
 }
