@@ -193,6 +193,45 @@ fn resolve_override(driver: &str) {
     assert_eq!(origin.accepted(), 1);
 }
 
+/// Every resolved address is tried in order: a name whose first addresses refuse (IPv6 and
+/// IPv4) still reaches the origin on its last one; when all refuse, the client gets 502.
+fn every_resolved_address_is_tried(driver: &str) {
+    let origin = Origin::http(|req| ok(req.target.as_bytes()));
+    let port = origin.addr.port();
+    // A port on 127.0.0.1 that refuses: bound, then closed.
+    let dead = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port();
+    drop(dead);
+    let multi = format!("multi.test:{port}:[::1],127.0.0.1");
+    let none = format!("none.test:{dead_port}:[::1],127.0.0.1");
+    let proxy = Proxy::start(driver, &["--resolve", &multi, "--resolve", &none]);
+
+    let mut c = Reader::new(proxy.connect());
+    let req = format!("GET http://multi.test:{port}/m HTTP/1.1\r\nHost: multi.test:{port}\r\n\r\n");
+    let resp = roundtrip(&mut c, "GET", req.as_bytes());
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body_str(), "/m");
+
+    let req = format!("GET http://none.test:{dead_port}/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    let raw = exchange(proxy.addr, req.as_bytes());
+    assert_eq!(status_of(&raw), 502, "{}", String::from_utf8_lossy(&raw));
+}
+
+/// A name the system resolver knows (`localhost`, from /etc/hosts) goes through the blocking
+/// resolver pool; its addresses are tried in turn until the IPv4 origin answers.
+fn system_resolver(driver: &str) {
+    let origin = Origin::http(|req| ok(req.target.as_bytes()));
+    let port = origin.addr.port();
+    let proxy = Proxy::start(driver, &[]);
+    let mut c = Reader::new(proxy.connect());
+    for i in 0..2 {
+        let req = format!("GET http://localhost:{port}/l{i} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        let resp = roundtrip(&mut c, "GET", req.as_bytes());
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.body_str(), format!("/l{i}"));
+    }
+}
+
 /// An origin on `[::1]` is reached through an IPv6-literal URL (skipped without IPv6).
 fn ipv6_origin(driver: &str) {
     let listener = match TcpListener::bind("[::1]:0") {
@@ -379,6 +418,8 @@ drivers!(
     http10_request_gets_dechunked_close_delimited,
     http10_keep_alive,
     resolve_override,
+    every_resolved_address_is_tried,
+    system_resolver,
     ipv6_origin,
     request_hop_by_hop_removed,
     response_hop_by_hop_removed,

@@ -1,0 +1,96 @@
+//! Command line and config file: a TOML file can carry every setting, flags win over it, and a
+//! bad file or flag stops startup with a clear message instead of running half-configured.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("lynxio-test-{}-{name}.toml", std::process::id()));
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Listen address, workers, driver and a resolve override all come from the file.
+fn config_file_runs_the_proxy(driver: &str) {
+    let origin = Origin::http(|req| ok(req.target.as_bytes()));
+    let port = origin.addr.port();
+    let path = temp_config(
+        &format!("ok-{driver}"),
+        &format!(
+            "listen = [\"127.0.0.1:0\"]\nworkers = 1\ndriver = \"{driver}\"\n\
+             resolve = [\"cfg.test:{port}:127.0.0.1\"]\nconnect_timeout = \"2s\"\n"
+        ),
+    );
+    let proxy = Proxy::start_with_args(&["--config", path.to_str().expect("utf-8 path")]);
+    let mut c = Reader::new(proxy.connect());
+    let req = format!("GET http://cfg.test:{port}/c HTTP/1.1\r\nHost: cfg.test\r\n\r\n");
+    let resp = roundtrip(&mut c, "GET", req.as_bytes());
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.body_str(), "/c");
+    let _ = std::fs::remove_file(path);
+}
+
+/// Flags override the file: the file's timeout is huge, the flag's is short.
+fn flags_override_file(driver: &str) {
+    let origin = Origin::start(|s| {
+        // Never answers: the response timeout decides.
+        std::thread::sleep(std::time::Duration::from_secs(5));
+        drop(s);
+    });
+    let path = temp_config(
+        &format!("override-{driver}"),
+        "response_timeout = \"1h\"\nworkers = 1\n",
+    );
+    let proxy = Proxy::start_with_args(&[
+        "--config",
+        path.to_str().expect("utf-8 path"),
+        "--listen",
+        "127.0.0.1:0",
+        "--driver",
+        driver,
+        "--response-timeout",
+        "200ms",
+    ]);
+    let started = std::time::Instant::now();
+    let raw = exchange(
+        proxy.addr,
+        format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/")).as_bytes(),
+    );
+    assert_eq!(status_of(&raw), 504);
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    let _ = std::fs::remove_file(path);
+}
+
+drivers!(config_file_runs_the_proxy, flags_override_file);
+
+fn run_expecting_failure(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lynxio"))
+        .args(args)
+        .output()
+        .expect("run lynxio");
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_settings_fail_startup_clearly() {
+    let unknown = temp_config("unknown-key", "listne = [\"127.0.0.1:0\"]\n");
+    let err = run_expecting_failure(&["--config", unknown.to_str().expect("utf-8 path")]);
+    assert!(err.contains("listne"), "{err}");
+    let _ = std::fs::remove_file(unknown);
+
+    let err = run_expecting_failure(&["--config", "/nonexistent/lynxio.toml"]);
+    assert!(err.contains("/nonexistent/lynxio.toml"), "{err}");
+
+    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--resolve", "nocolon"]);
+    assert!(err.contains("nocolon"), "{err}");
+
+    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--cpus", "3-1"]);
+    assert!(err.contains("3-1"), "{err}");
+
+    let err = run_expecting_failure(&["--listen", "not-an-address"]);
+    assert!(err.contains("not-an-address"), "{err}");
+}
