@@ -210,21 +210,8 @@ fn origin_garbage_is_502(driver: &str) {
                 .to_vec(),
         ),
     ];
-    let responses = Arc::new(cases.iter().map(|(_, b)| b.clone()).collect::<Vec<_>>());
-    let origin = Origin::start(move |mut s| {
-        let mut r = Reader::new(s.try_clone().expect("clone"));
-        let Some(req) = r.request() else { return };
-        let idx: usize = req
-            .target
-            .rsplit('/')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(usize::MAX);
-        if let Some(resp) = responses.get(idx) {
-            let _ = s.write_all(resp);
-        }
-        // Then close: the proxy must not wait for more.
-    });
+    // One answer per connection, then close: the proxy must not wait for more.
+    let origin = scripted_origin(cases.iter().map(|(_, b)| b.clone()).collect(), 1);
     let good = Origin::http(|_| ok(b"fine"));
     let proxy = Proxy::start(driver, &[]);
     let o = origin.addr;

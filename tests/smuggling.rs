@@ -9,7 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
@@ -467,30 +467,6 @@ fn bare_lf_is_normalized(driver: &str) {
     assert_no_panic(proxy);
 }
 
-/// An origin that answers each request `/case/N` with `responses[N]`, keeping the connection
-/// open until the proxy closes it.
-fn scripted_origin(responses: Vec<Vec<u8>>) -> Origin {
-    let responses = Arc::new(responses);
-    Origin::start(move |mut s| {
-        let mut r = Reader::new(s.try_clone().expect("clone"));
-        for _ in 0..100 {
-            let Some(req) = r.request() else { return };
-            let idx: usize = req
-                .target
-                .rsplit('/')
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(usize::MAX);
-            let Some(resp) = responses.get(idx) else {
-                return;
-            };
-            if s.write_all(resp).is_err() {
-                return;
-            }
-        }
-    })
-}
-
 fn smuggled_response() -> String {
     format!("HTTP/1.1 200 OK\r\nX-{SMUGGLED}: yes\r\nContent-Length: 8\r\n\r\n{SMUGGLED}")
 }
@@ -625,7 +601,10 @@ fn response_head_table() -> Vec<(&'static str, String)> {
 /// reach the client.
 fn response_head_smuggling(driver: &str) {
     let cases = response_head_table();
-    let origin = scripted_origin(cases.iter().map(|(_, r)| r.clone().into_bytes()).collect());
+    let origin = scripted_origin(
+        cases.iter().map(|(_, r)| r.clone().into_bytes()).collect(),
+        100,
+    );
     let proxy = Proxy::start(driver, &[]);
     let o = origin.addr;
     let mut failures = Vec::new();
@@ -680,6 +659,7 @@ fn response_body_smuggling(driver: &str) {
                 format!("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{b}").into_bytes()
             })
             .collect(),
+        100,
     );
     let proxy = Proxy::start(driver, &[]);
     let o = origin.addr;
@@ -715,10 +695,13 @@ fn response_body_smuggling(driver: &str) {
 /// client gets exactly the 5-byte body on a connection that stays in step, and — RFC 9110
 /// §8.6, as for requests — every relayed Content-Length field is exactly `5`, never the list.
 fn identical_duplicate_content_length_response(driver: &str) {
-    let origin = scripted_origin(vec![
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nworld".to_vec(),
-    ]);
+    let origin = scripted_origin(
+        vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello".to_vec(),
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nworld".to_vec(),
+        ],
+        100,
+    );
     let proxy = Proxy::start(driver, &[]);
     let o = origin.addr;
     let mut c = proxy.connect();

@@ -357,14 +357,7 @@ impl<S: Read> Reader<S> {
     /// Reads a request (head and body); `None` on clean EOF before any byte or bad bytes.
     pub fn request(&mut self) -> Option<Message> {
         let mut m = self.head(HeadKind::Request)?;
-        let len = m
-            .header("content-length")
-            .and_then(|v| v.trim().parse().ok());
-        if m.header("transfer-encoding").is_some() {
-            self.chunked(&mut m)?;
-        } else if let Some(n) = len {
-            m.body = self.exact(n)?;
-        }
+        self.body(&mut m, false)?;
         Some(m)
     }
 
@@ -378,17 +371,24 @@ impl<S: Read> Reader<S> {
         if no_body {
             return Some(m);
         }
+        self.body(&mut m, true)?;
+        Some(m)
+    }
+
+    /// Reads the body `m`'s head announces: chunked, Content-Length, else (responses only)
+    /// everything until the peer closes.
+    fn body(&mut self, m: &mut Message, until_close: bool) -> Option<()> {
         let len: Option<usize> = m
             .header("content-length")
             .and_then(|v| v.trim().parse().ok());
         if m.header("transfer-encoding").is_some() {
-            self.chunked(&mut m)?;
+            self.chunked(m)?;
         } else if let Some(n) = len {
             m.body = self.exact(n)?;
-        } else {
+        } else if until_close {
             m.body = self.read_to_close();
         }
-        Some(m)
+        Some(())
     }
 
     /// Reads a final response, skipping (and returning) any 1xx interim responses before it.
@@ -779,4 +779,29 @@ impl<S: Read> Reader<S> {
     pub fn take_exact(&mut self, n: usize) -> Option<Vec<u8>> {
         self.exact(n)
     }
+}
+
+/// An origin that answers a request for `/…/N` with `responses[N]` verbatim (any bytes, valid
+/// HTTP or not), serving at most `per_connection` requests per connection before closing it.
+/// An index out of range closes the connection without an answer.
+pub fn scripted_origin(responses: Vec<Vec<u8>>, per_connection: usize) -> Origin {
+    let responses = Arc::new(responses);
+    Origin::start(move |mut s| {
+        let mut r = Reader::new(s.try_clone().expect("clone"));
+        for _ in 0..per_connection {
+            let Some(req) = r.request() else { return };
+            let idx: usize = req
+                .target
+                .rsplit('/')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(usize::MAX);
+            let Some(resp) = responses.get(idx) else {
+                return;
+            };
+            if s.write_all(resp).is_err() {
+                return;
+            }
+        }
+    })
 }
