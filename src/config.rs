@@ -122,11 +122,11 @@ pub struct Settings {
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub connect_timeout: Option<Duration>,
-    /// Upstream response head timeout (also the longest pause inside a response body).
+    /// Upstream response head timeout (also the longest stall inside a response: origin silent or client not reading).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub response_timeout: Option<Duration>,
-    /// Client keep-alive idle timeout (also the longest pause inside a request body).
+    /// Client keep-alive idle timeout (also the longest stall inside a request body, either side).
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub client_idle_timeout: Option<Duration>,

@@ -356,7 +356,49 @@ fn many_concurrent_clients(driver: &str) {
     assert_no_panic(proxy);
 }
 
+/// A client that asks for a large response and then never reads: once the socket buffers are
+/// full, the proxy's write stalls; after the response timeout it gives up, closes both sides
+/// (the origin's writes fail) and keeps serving others.
+fn client_that_stops_reading_is_dropped(driver: &str) {
+    const BODY: usize = 256 * 1024 * 1024;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let origin = Origin::start(move |mut s| {
+        let mut r = Reader::new(s.try_clone().expect("clone"));
+        if r.request().is_none() {
+            return;
+        }
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY}\r\n\r\n");
+        if s.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        let chunk = vec![b'z'; 64 * 1024];
+        let mut sent = 0;
+        while sent < BODY {
+            if s.write_all(&chunk).is_err() {
+                break;
+            }
+            sent += chunk.len();
+        }
+        let _ = tx.lock().map(|t| t.send(sent));
+    });
+    let good = Origin::http(|_| ok(b"fine"));
+    let proxy = Proxy::start(driver, &["--response-timeout", "500ms"]);
+    let mut c = proxy.connect();
+    // A small receive buffer so the stall comes early.
+    let _ = SockRef::from(&c).set_recv_buffer_size(64 * 1024);
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/big"));
+    c.write_all(req.as_bytes()).expect("write");
+    let sent = rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the origin's writes should fail once the proxy gives up");
+    assert!(sent < BODY, "the whole body went somewhere: {sent}");
+    assert_still_serving(&proxy, &good, "after a client that stopped reading");
+    drop(c);
+}
+
 drivers!(
+    client_that_stops_reading_is_dropped,
     client_disconnects_mid_request_body,
     client_disconnects_mid_response,
     origin_resets_mid_body,

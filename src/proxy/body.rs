@@ -2,9 +2,11 @@
 //! framing decides how much to move: exactly `Content-Length` bytes (never reading past them, so
 //! a pipelined request behind the body stays put), a chunked body validated chunk by chunk and
 //! forwarded verbatim (or de-chunked for an HTTP/1.0 client), or everything until the source
-//! closes. Each read waits at most `idle` for bytes. Errors say which side failed, because the
+//! closes. Each read waits at most `idle` for bytes, and each write at most `idle` for the
+//! receiver to take them. Errors say which side failed, because the
 //! caller answers differently for a dead client and a dead origin.
 
+use std::future::Future;
 use std::io;
 use std::time::Duration;
 
@@ -83,8 +85,27 @@ async fn forward<W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     dst: &mut W,
     n: usize,
+    idle: Duration,
 ) -> Result<(), RelayError> {
-    buf.write_to(dst, n).await.map_err(RelayError::Write)
+    write_within(idle, buf.write_to(dst, n))
+        .await
+        .map_err(RelayError::Write)
+}
+
+/// Run a write, failing with `TimedOut` if the peer accepts no bytes for `limit`: a receiver
+/// that stops reading must not hold a connection (and its origin) forever. The write is
+/// abandoned on timeout, so only use this where the connection is closed on failure.
+pub async fn write_within<F>(limit: Duration, write: F) -> io::Result<()>
+where
+    F: Future<Output = io::Result<()>>,
+{
+    match monoio::time::timeout(limit, write).await {
+        Ok(res) => res,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "peer stopped reading",
+        )),
+    }
 }
 
 /// Move a body of framing `kind` from `src` (with the bytes already in `buf`) to `dst`.
@@ -114,7 +135,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                     return Ok(());
                 }
                 let n = buf.len();
-                forward(buf, dst, n).await?;
+                forward(buf, dst, n, idle).await?;
             }
         }
     }
@@ -135,7 +156,7 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
         let want = usize::try_from(remaining).unwrap_or(usize::MAX);
         need_bytes(src, buf, want, idle).await?;
         let n = buf.len().min(want);
-        forward(buf, dst, n).await?;
+        forward(buf, dst, n, idle).await?;
         remaining -= n as u64;
     }
     Ok(())
@@ -159,7 +180,7 @@ async fn relay_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
                 .map_err(RelayError::Framing)?;
             validated += step.consumed;
         }
-        forward(buf, dst, validated).await?;
+        forward(buf, dst, validated, idle).await?;
         if decoder.is_done() {
             return Ok(());
         }
@@ -177,7 +198,7 @@ async fn relay_dechunked<R: AsyncReadRent, W: AsyncWriteRent>(
         need_bytes(src, buf, usize::MAX, idle).await?;
         let step = decoder.decode(buf.bytes()).map_err(RelayError::Framing)?;
         buf.consume(step.data.start);
-        forward(buf, dst, step.data.len()).await?;
+        forward(buf, dst, step.data.len(), idle).await?;
         buf.consume(step.consumed - step.data.end);
     }
     Ok(())

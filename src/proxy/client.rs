@@ -16,6 +16,7 @@ use crate::http1::{self, RequestHead};
 use crate::net::ReadBuf;
 use crate::net::buf::write_vec;
 
+use super::body::write_within;
 use super::forward::{self, Failure};
 use super::worker::Worker;
 
@@ -74,7 +75,7 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
             Ok(Next::Request(head)) => head,
             Ok(Next::Done) => return,
             Err(error) => {
-                answer_error(client, &error, None).await;
+                answer_error(worker, client, &error, None).await;
                 return;
             }
         };
@@ -88,7 +89,7 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
                 if response_started {
                     tracing::info!(%error, "response aborted");
                 } else {
-                    answer_error(client, &error, Some(&head)).await;
+                    answer_error(worker, client, &error, Some(&head)).await;
                 }
                 return;
             }
@@ -154,6 +155,7 @@ async fn read_head<R: AsyncReadRent, W: AsyncWriteRent>(
 /// Log a failed request and, if the client can still hear it, answer with the mapped status
 /// and close.
 async fn answer_error<R, W: AsyncWriteRent>(
+    worker: &Worker,
     client: &mut Client<R, W>,
     error: &ProxyError,
     head: Option<&RequestHead>,
@@ -180,7 +182,8 @@ async fn answer_error<R, W: AsyncWriteRent>(
         &error.body(),
         true,
     );
-    if let Err(e) = write_vec(&mut client.w, &mut client.out).await {
+    let limit = worker.cfg.timeouts.client_idle;
+    if let Err(e) = write_within(limit, write_vec(&mut client.w, &mut client.out)).await {
         tracing::debug!(error = %e, "could not send error response");
     }
 }

@@ -24,7 +24,7 @@ use crate::net::buf::write_vec;
 use crate::net::sys::{IdleState, idle_state};
 use crate::net::{DialError, PoolKey, ReadBuf, dial};
 
-use super::body::{self, ChunkMode, RelayError};
+use super::body::{self, ChunkMode, RelayError, write_within};
 use super::client::Client;
 use super::worker::{Upstream, Worker};
 
@@ -145,8 +145,17 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     loop {
         let mut up = upstream(worker, &route, &key, fresh_only).await?;
         let reused = up.reused;
-        let sent = write_all_keep(&mut up.w, &mut req_out).await;
+        let sent = write_within(
+            worker.cfg.timeouts.response,
+            write_all_keep(&mut up.w, &mut req_out),
+        )
+        .await;
         let outcome = match sent {
+            // The origin took no bytes of the head for the whole response timeout (the head
+            // is gone with the abandoned write, so this is never retried).
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                Err(Failure::from(ProxyError::ResponseTimeout))
+            }
             Err(e) => Err(Failure::from(ProxyError::UpstreamIo(e))),
             Ok(()) if body_pending => exchange_with_body(worker, client, head, &mut up).await,
             Ok(()) => {
@@ -355,7 +364,7 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
         if req.version == Version::Http11 {
             out.clear();
             http1::write_interim(out, &resp);
-            write_vec(cw, out)
+            write_within(t.response, write_vec(cw, out))
                 .await
                 .map_err(|e| started(ProxyError::ClientIo(e)))?;
         }
@@ -397,7 +406,7 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
         up_buf.take_into(out, n as usize);
         remaining = BodyKind::Empty;
     }
-    write_vec(cw, out)
+    write_within(t.response, write_vec(cw, out))
         .await
         .map_err(|e| started(ProxyError::ClientIo(e)))?;
     let mode = if dechunk {
