@@ -31,6 +31,13 @@ pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_POOL_MAX_PER_HOST: usize = 64;
 /// How long a DNS answer is cached per worker (the system resolver reports no TTL).
 pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
+/// After `200 Connection established`: how long to wait for the client's first bytes before
+/// treating the tunnel as opaque (server-first protocols send nothing from the client).
+pub const DEFAULT_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
+/// A CONNECT tunnel with no byte in either direction for this long is closed.
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Kernel pipe size for spliced tunnels (`F_SETPIPE_SZ`), per direction while bytes flow.
+pub const DEFAULT_PIPE_SIZE: usize = 1024 * 1024;
 /// io_uring submission queue entries per worker.
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 /// Threads (shared by all workers) that run blocking `getaddrinfo` calls.
@@ -151,6 +158,21 @@ pub struct Settings {
     /// Idle upstream connections kept per origin per worker.
     #[arg(long, value_name = "N")]
     pub pool_max_per_host: Option<usize>,
+    /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub sniff_timeout: Option<Duration>,
+    /// Close a CONNECT tunnel after this long without a byte in either direction.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// Kernel pipe size in bytes for zero-copy tunnels (rounded up to a page by the kernel).
+    #[arg(long, value_name = "BYTES")]
+    pub pipe_size: Option<usize>,
+    /// Relay tunnels through user-space buffers instead of splice(2).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_splice: bool,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -177,6 +199,8 @@ pub struct Timeouts {
     pub client_idle: Duration,
     pub upstream_idle: Duration,
     pub drain: Duration,
+    pub sniff: Duration,
+    pub tunnel_idle: Duration,
 }
 
 /// The resolved configuration shared (read-only) by every worker.
@@ -195,6 +219,10 @@ pub struct Config {
     pub dns_ttl: Duration,
     pub head_limits: crate::http1::HeadLimits,
     pub pool_max_per_host: usize,
+    /// Pipe size for spliced tunnels.
+    pub pipe_size: usize,
+    /// Use splice(2) for tunnels (else user-space copies).
+    pub splice: bool,
 }
 
 /// A configuration problem found at start-up.
@@ -271,6 +299,10 @@ impl Settings {
             max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
             max_headers: self.max_headers.or(file.max_headers),
             pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
+            sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
+            tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
+            pipe_size: self.pipe_size.or(file.pipe_size),
+            no_splice: self.no_splice || file.no_splice,
         }
     }
 }
@@ -325,6 +357,13 @@ impl Config {
                 format!("{ring_entries} (a power of two, 8..=32768)"),
             ));
         }
+        let pipe_size = s.pipe_size.unwrap_or(DEFAULT_PIPE_SIZE);
+        if !(4096..=64 * 1024 * 1024).contains(&pipe_size) {
+            return Err(invalid(
+                "pipe_size",
+                format!("{pipe_size} (must be 4 KiB..=64 MiB)"),
+            ));
+        }
         let resolve = s
             .resolve
             .iter()
@@ -339,6 +378,8 @@ impl Config {
                 .upstream_idle_timeout
                 .unwrap_or(DEFAULT_UPSTREAM_IDLE_TIMEOUT),
             drain: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
+            sniff: s.sniff_timeout.unwrap_or(DEFAULT_SNIFF_TIMEOUT),
+            tunnel_idle: s.tunnel_idle_timeout.unwrap_or(DEFAULT_TUNNEL_IDLE_TIMEOUT),
         };
         for (key, d) in [
             ("client_head_timeout", timeouts.client_head),
@@ -346,6 +387,8 @@ impl Config {
             ("response_timeout", timeouts.response),
             ("client_idle_timeout", timeouts.client_idle),
             ("upstream_idle_timeout", timeouts.upstream_idle),
+            ("sniff_timeout", timeouts.sniff),
+            ("tunnel_idle_timeout", timeouts.tunnel_idle),
         ] {
             if d.is_zero() {
                 return Err(invalid(key, "must be greater than zero"));
@@ -367,6 +410,8 @@ impl Config {
                 max_headers,
             },
             pool_max_per_host: s.pool_max_per_host.unwrap_or(DEFAULT_POOL_MAX_PER_HOST),
+            pipe_size,
+            splice: !s.no_splice,
         })
     }
 }

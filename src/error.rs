@@ -20,9 +20,9 @@ pub enum ProxyError {
     /// `https://` absolute-form: clients must use CONNECT for TLS.
     #[error("absolute-form https:// request; use CONNECT for TLS")]
     HttpsWithoutConnect,
-    /// CONNECT arrives with the tunnel layer (not in this build).
-    #[error("CONNECT is not supported yet")]
-    ConnectUnsupported,
+    /// CONNECT sent inside a CONNECT tunnel (tunnels do not nest).
+    #[error("CONNECT inside a tunnel is not allowed")]
+    ConnectInTunnel,
     /// `Expect:` with something other than `100-continue`.
     #[error("unsupported expectation")]
     ExpectationFailed,
@@ -65,8 +65,9 @@ impl ProxyError {
                 ParseErrorKind::UnsupportedVersion => 505,
                 _ => 400,
             },
-            ProxyError::NotProxyRequest | ProxyError::HttpsWithoutConnect => 400,
-            ProxyError::ConnectUnsupported => 501,
+            ProxyError::NotProxyRequest
+            | ProxyError::HttpsWithoutConnect
+            | ProxyError::ConnectInTunnel => 400,
             ProxyError::ExpectationFailed => 417,
             ProxyError::ClientHeadTimeout => 408,
             ProxyError::ClientBody(_) => 400,

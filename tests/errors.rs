@@ -1,5 +1,5 @@
 //! Error answers: every request the proxy cannot forward gets the status `ProxyError::status`
-//! maps it to (400/408/417/431/501/502/504/505), a short text body framed by Content-Length,
+//! maps it to (400/408/417/431/502/504/505), a short text body framed by Content-Length,
 //! `Connection: close`, and the connection closed — and, for client-side errors, the origin
 //! never sees a byte.
 
@@ -344,18 +344,36 @@ fn https_without_connect(driver: &str) {
     assert_no_panic(proxy);
 }
 
-fn connect_not_supported(driver: &str) {
+/// CONNECT targets that are not `host:port`, and a CONNECT carrying a body, are 400 and no
+/// connection is opened anywhere.
+fn connect_bad_targets(driver: &str) {
     let origin = Origin::http(|_| ok(b"should not be reached"));
     let proxy = Proxy::start(driver, &[]);
     let o = origin.addr;
-    let m = expect_error(
+    let ip = o.ip();
+    for (what, target) in [
+        ("no port", format!("{ip}")),
+        ("port 0", format!("{ip}:0")),
+        ("origin-form", "/".to_owned()),
+        ("absolute-form", format!("http://{o}/")),
+        ("port too large", format!("{ip}:65536")),
+        ("empty host", format!(":{}", o.port())),
+    ] {
+        expect_error(
+            &proxy,
+            &origin,
+            format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+            400,
+            what,
+        );
+    }
+    expect_error(
         &proxy,
         &origin,
-        format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\n\r\n").as_bytes(),
-        501,
-        "CONNECT",
+        format!("CONNECT {o} HTTP/1.1\r\nHost: {o}\r\nContent-Length: 5\r\n\r\nhello").as_bytes(),
+        400,
+        "CONNECT with a body",
     );
-    assert!(m.body_str().contains("CONNECT"), "{:?}", m.body_str());
     assert_no_panic(proxy);
 }
 
@@ -485,7 +503,7 @@ drivers!(
     response_timeout,
     origin_form_request,
     https_without_connect,
-    connect_not_supported,
+    connect_bad_targets,
     unsupported_expect,
     unsupported_version,
     slowloris_half_head,

@@ -37,6 +37,12 @@ impl ReadBuf {
         }
     }
 
+    /// The unconsumed bytes as a vector (hands a sniffed prefix to the next owner).
+    pub fn into_vec(mut self) -> Vec<u8> {
+        self.data.drain(..self.start);
+        self.data
+    }
+
     /// The buffered, unconsumed bytes.
     #[inline]
     pub fn bytes(&self) -> &[u8] {

@@ -12,11 +12,12 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
-use crate::http1::{self, RequestHead};
+use crate::http1::{self, Method, RequestHead};
 use crate::net::ReadBuf;
 use crate::net::buf::write_vec;
 
 use super::body::write_within;
+use super::connect;
 use super::forward::{self, Failure};
 use super::worker::Worker;
 
@@ -43,13 +44,53 @@ impl<R: AsyncReadRent, W: AsyncWriteRent> Client<R, W> {
     }
 }
 
+/// Where a connection's requests come from, which decides how origin-form requests and
+/// CONNECT are treated.
+#[derive(Debug, Clone, Copy)]
+pub enum ConnCtx<'a> {
+    /// A client talking to the proxy directly: absolute-form requests and CONNECT.
+    Proxy,
+    /// HTTP/1 found inside a CONNECT tunnel to `origin`: origin-form requests go there.
+    Tunnel { origin: &'a TunnelOrigin },
+}
+
+/// The `host:port` a CONNECT tunnel was opened to.
+#[derive(Debug, Clone)]
+pub struct TunnelOrigin {
+    /// Lowercased host (IPv6 without brackets), as dialed.
+    pub host: String,
+    pub port: u16,
+    /// The CONNECT target exactly as the client wrote it: the default `Host` value.
+    pub authority: Vec<u8>,
+}
+
+/// How a client conversation ended.
+pub enum Served {
+    /// Closed (by either side, on error, or idle).
+    Closed,
+    /// A CONNECT succeeded (`200` sent): the connection now belongs to the tunnel to `origin`.
+    Tunnel {
+        origin: TcpStream,
+        target: TunnelOrigin,
+    },
+}
+
 /// Serve a plain TCP client connection.
 pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
     // Best effort: a failure only costs latency.
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
-    serve_http(&worker, &mut client).await;
+    if let Served::Tunnel { origin, target } =
+        serve_http(&worker, &mut client, ConnCtx::Proxy).await
+    {
+        let Client { r, w, buf, .. } = client;
+        match r.reunite(w) {
+            Ok(stream) => connect::established(&worker, stream, buf, origin, target).await,
+            // Cannot happen: both halves come from the same `into_split` above.
+            Err(_) => tracing::error!("cannot reunite client halves; closing tunnel"),
+        }
+    }
 }
 
 /// What reading the next request produced.
@@ -59,29 +100,43 @@ enum Next {
     Done,
 }
 
-/// Answer requests on `client` until it closes, fails, or asks to close.
+/// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
 pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
-) {
+    ctx: ConnCtx<'_>,
+) -> Served {
     let mut first = true;
     loop {
         if client.buf.is_empty() && !wait_for_request(worker, client, first).await {
-            return;
+            return Served::Closed;
         }
         first = false;
         let _in_flight = worker.begin_request();
         let head = match read_head(worker, client).await {
             Ok(Next::Request(head)) => head,
-            Ok(Next::Done) => return,
+            Ok(Next::Done) => return Served::Closed,
             Err(error) => {
                 answer_error(worker, client, &error, None).await;
-                return;
+                return Served::Closed;
             }
         };
-        match forward::handle(worker, client, &head).await {
-            Ok(true) if !worker.shutting_down.get() => continue,
-            Ok(_) => return,
+        let outcome = if head.method == Method::Connect {
+            connect::open(worker, client, &head, ctx).await
+        } else {
+            forward::handle(worker, client, &head, ctx)
+                .await
+                .map(|keep| {
+                    if keep && !worker.shutting_down.get() {
+                        None
+                    } else {
+                        Some(Served::Closed)
+                    }
+                })
+        };
+        match outcome {
+            Ok(None) => continue,
+            Ok(Some(served)) => return served,
             Err(Failure {
                 error,
                 response_started,
@@ -91,7 +146,7 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
                 } else {
                     answer_error(worker, client, &error, Some(&head)).await;
                 }
-                return;
+                return Served::Closed;
             }
         }
     }

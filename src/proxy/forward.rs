@@ -14,18 +14,19 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::http1::{
-    self, BodyKind, ConnectionHeader, Method, RequestHead, RequestRewrite, ResponseHead,
-    ResponseRewrite, Scheme, Target, Version,
+    self, BodyKind, ConnectionHeader, RequestHead, RequestRewrite, ResponseHead, ResponseRewrite,
+    Scheme, Target, Version,
 };
 use crate::net::buf::write_vec;
 use crate::net::sys::{IdleState, idle_state};
 use crate::net::{DialError, PoolKey, ReadBuf, dial};
 
 use super::body::{self, ChunkMode, RelayError, write_within};
-use super::client::Client;
+use super::client::{Client, ConnCtx};
 use super::worker::{Upstream, Worker};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
@@ -61,11 +62,11 @@ pub struct Route<'a> {
     pub path: Cow<'a, [u8]>,
 }
 
-/// Step 1: is this a request we forward, and to where?
-pub fn route(head: &RequestHead) -> Result<Route<'_>, ProxyError> {
-    if head.method == Method::Connect {
-        return Err(ProxyError::ConnectUnsupported);
-    }
+/// Step 1: is this a request we forward, and to where? Absolute-form `http://` to its URL's
+/// origin. Inside a CONNECT tunnel every request goes to the tunnel's origin — the client chose
+/// that connection — in origin-form or absolute-form (`Host`: the URL's authority, else the
+/// client's Host, else the CONNECT authority).
+pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, ProxyError> {
     if head.expect_unsupported() {
         return Err(ProxyError::ExpectationFailed);
     }
@@ -76,19 +77,34 @@ pub fn route(head: &RequestHead) -> Result<Route<'_>, ProxyError> {
             host,
             port,
             path,
-        } => Ok(Route {
-            host,
-            port,
-            authority,
-            path,
+        } => Ok(match ctx {
+            ConnCtx::Tunnel { origin } => Route {
+                host: Cow::Borrowed(&origin.host),
+                port: origin.port,
+                authority,
+                path,
+            },
+            ConnCtx::Proxy => Route {
+                host,
+                port,
+                authority,
+                path,
+            },
         }),
         Target::Absolute {
             scheme: Scheme::Https,
             ..
         } => Err(ProxyError::HttpsWithoutConnect),
-        Target::Origin(_) | Target::Asterisk | Target::Authority { .. } => {
-            Err(ProxyError::NotProxyRequest)
-        }
+        Target::Origin(path) => match ctx {
+            ConnCtx::Tunnel { origin } => Ok(Route {
+                host: Cow::Borrowed(&origin.host),
+                port: origin.port,
+                authority: head.headers.get("host").unwrap_or(&origin.authority),
+                path: Cow::Borrowed(path),
+            }),
+            ConnCtx::Proxy => Err(ProxyError::NotProxyRequest),
+        },
+        Target::Asterisk | Target::Authority { .. } => Err(ProxyError::NotProxyRequest),
     }
 }
 
@@ -113,8 +129,9 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     head: &RequestHead,
+    ctx: ConnCtx<'_>,
 ) -> Result<bool, Failure> {
-    let route = route(head)?;
+    let route = route(head, ctx)?;
     let mut key = PoolKey::default();
     key.set(&route.host, route.port);
 
@@ -233,17 +250,24 @@ async fn upstream(
             }
         }
     }
-    let target = || format!("{}:{}", route.host, route.port);
+    connect_to(worker, &route.host, route.port)
+        .await
+        .map(Upstream::new)
+}
+
+/// Resolve `host` (worker cache, else the blocking pool) and dial its addresses in turn.
+pub async fn connect_to(worker: &Worker, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
+    let target = || format!("{host}:{port}");
     let addrs = worker
         .dns
-        .resolve(&route.host, route.port)
+        .resolve(host, port)
         .await
         .map_err(|source| ProxyError::Resolve {
-            host: route.host.to_string(),
+            host: host.to_owned(),
             source,
         })?;
     match dial(&addrs, worker.cfg.timeouts.connect).await {
-        Ok(stream) => Ok(Upstream::new(stream)),
+        Ok(stream) => Ok(stream),
         Err(DialError::TimedOut) => Err(ProxyError::ConnectTimeout { target: target() }),
         Err(DialError::Failed(source)) => Err(ProxyError::Connect {
             target: target(),

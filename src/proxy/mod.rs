@@ -2,10 +2,12 @@
 //! starts one worker per core, prints `listening on …` once every worker accepts, and on
 //! SIGINT/SIGTERM asks the workers to drain and waits for them. Per connection,
 //! [`client`] reads request heads and [`forward`] runs each request through the static
-//! pipeline (route → upstream → send → receive), streaming bodies with [`body`].
+//! pipeline (route → upstream → send → receive), streaming bodies with [`body`]; CONNECT goes
+//! to [`connect`] (dial, `200`, sniff, then tunnel or the same HTTP pipeline).
 
 pub mod body;
 pub mod client;
+pub mod connect;
 pub mod forward;
 pub mod server;
 pub mod worker;

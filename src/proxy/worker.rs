@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::net::{ActiveDriver, Pool, ReadBuf, Resolver, WorkerSeed};
+use crate::tunnel::{TunnelConfig, TunnelPools};
 
 use super::client;
 use super::server::Event;
@@ -60,6 +61,9 @@ pub struct Worker {
     pub cfg: Arc<Config>,
     pub dns: Resolver,
     pub pool: RefCell<Pool<Upstream>>,
+    /// How CONNECT tunnels relay, and the worker's pipes and buffers they borrow while bytes flow.
+    pub tunnel_cfg: TunnelConfig,
+    pub tunnel_pools: TunnelPools,
     /// Set when shutdown starts: finish the current request, then close.
     pub shutting_down: Cell<bool>,
     /// Requests between their first byte and their last response byte.
@@ -78,10 +82,17 @@ impl Drop for InFlight<'_> {
 
 impl Worker {
     pub fn new(index: usize, cfg: Arc<Config>) -> Self {
+        let tunnel_cfg = TunnelConfig {
+            idle_timeout: cfg.timeouts.tunnel_idle,
+            pipe_size: cfg.pipe_size,
+            splice: cfg.splice,
+        };
         Worker {
             index,
             dns: Resolver::new(&cfg.resolve, cfg.dns_ttl),
             pool: RefCell::new(Pool::new(cfg.pool_max_per_host, cfg.timeouts.upstream_idle)),
+            tunnel_pools: TunnelPools::new(&tunnel_cfg),
+            tunnel_cfg,
             cfg,
             shutting_down: Cell::new(false),
             in_flight: Cell::new(0),

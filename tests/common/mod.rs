@@ -805,3 +805,53 @@ pub fn scripted_origin(responses: Vec<Vec<u8>>, per_connection: usize) -> Origin
         }
     })
 }
+
+// ---- Helpers for the CONNECT suite (connect.rs) ----
+
+impl Origin {
+    /// Like [`Origin::start`], but listening on `bind` (e.g. `[::1]:0`); `None` when that
+    /// address cannot be bound here (no IPv6 loopback, say).
+    pub fn start_on<F>(bind: &str, handler: F) -> Option<Origin>
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
+        let listener = TcpListener::bind(bind).ok()?;
+        let addr = listener.local_addr().ok()?;
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler = Arc::new(handler);
+        let (acc, stp) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stp.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                acc.fetch_add(1, Ordering::SeqCst);
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
+                let h = handler.clone();
+                thread::spawn(move || h(stream));
+            }
+        });
+        Some(Origin {
+            addr,
+            accepted,
+            stop,
+        })
+    }
+}
+
+impl Proxy {
+    /// The proxy's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// How many file descriptors process `pid` has open (Linux `/proc`), `None` if unreadable.
+pub fn open_fds(pid: u32) -> Option<usize> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()
+        .map(|d| d.count())
+}

@@ -1,0 +1,243 @@
+//! Load generator for CONNECT tunnels, used by `scripts/bench-tunnel.sh`. Runs its own sink or
+//! source origin on 127.0.0.1 and drives tunnels through a proxy (or straight to the origin for
+//! the baseline):
+//!
+//! - `bulk PROXY|direct BYTES CONNS up|down` moves BYTES in total over CONNS parallel tunnels
+//!   and prints `MB/s <value>` (first byte to last byte received);
+//! - `idle PROXY COUNT PID SECONDS` opens COUNT tunnels that stay silent, holds them for
+//!   SECONDS, and prints the proxy process's RSS, thread and fd counts before and while they are
+//!   open (read from /proc/PID).
+//!
+//! Plain std threads and blocking sockets: the tool must never be the bottleneck it measures,
+//! and it is not part of lynxio itself.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const CHUNK: usize = 256 * 1024;
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bulk") if args.len() == 5 => bulk(&args[1], &args[2], &args[3], &args[4]),
+        Some("idle") if args.len() == 5 => idle(&args[1], &args[2], &args[3], &args[4]),
+        _ => Err(
+            "usage: tunnel_load bulk PROXY|direct BYTES CONNS up|down | \
+                  idle PROXY COUNT PID SECONDS"
+                .to_owned(),
+        ),
+    };
+    if let Err(e) = result {
+        eprintln!("tunnel_load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('G') => (&s[..s.len() - 1], 1u64 << 30),
+        Some('M') => (&s[..s.len() - 1], 1 << 20),
+        Some('K') => (&s[..s.len() - 1], 1 << 10),
+        _ => (s, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|e| format!("bad size {s:?}: {e}"))
+}
+
+/// Opens a tunnel to `origin` through `proxy` (or connects directly when `proxy` is None).
+fn open(proxy: Option<SocketAddr>, origin: SocketAddr) -> Result<TcpStream, String> {
+    let Some(proxy) = proxy else {
+        return TcpStream::connect(origin).map_err(|e| format!("connect origin: {e}"));
+    };
+    let mut s = TcpStream::connect(proxy).map_err(|e| format!("connect proxy: {e}"))?;
+    s.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(|e| e.to_string())?;
+    write!(s, "CONNECT {origin} HTTP/1.1\r\nHost: {origin}\r\n\r\n").map_err(|e| e.to_string())?;
+    // Read the reply head byte by byte so no tunnel byte is consumed here.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 4096 || s.read(&mut byte).map_err(|e| e.to_string())? == 0 {
+            return Err(format!(
+                "bad CONNECT reply: {:?}",
+                String::from_utf8_lossy(&head)
+            ));
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 200") {
+        return Err(format!(
+            "CONNECT refused: {:?}",
+            String::from_utf8_lossy(&head)
+        ));
+    }
+    Ok(s)
+}
+
+fn proxy_arg(s: &str) -> Result<Option<SocketAddr>, String> {
+    if s == "direct" {
+        Ok(None)
+    } else {
+        s.parse()
+            .map(Some)
+            .map_err(|e| format!("bad proxy {s:?}: {e}"))
+    }
+}
+
+fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> {
+    let proxy = proxy_arg(proxy)?;
+    let total = parse_bytes(bytes)?;
+    let conns: u64 = conns.parse().map_err(|e| format!("bad CONNS: {e}"))?;
+    let up = match dir {
+        "up" => true,
+        "down" => false,
+        _ => return Err("direction must be up or down".into()),
+    };
+    let per_conn = total / conns.max(1);
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let origin = listener.local_addr().map_err(|e| e.to_string())?;
+    let received = Arc::new(AtomicU64::new(0));
+
+    // Origin: a sink (up) or a source (down) per connection.
+    let origin_thread = {
+        let received = received.clone();
+        thread::spawn(move || {
+            let mut handles = Vec::new();
+            for _ in 0..conns {
+                let Ok((mut s, _)) = listener.accept() else {
+                    break;
+                };
+                let received = received.clone();
+                handles.push(thread::spawn(move || {
+                    let mut buf = vec![0u8; CHUNK];
+                    if up {
+                        while let Ok(n) = s.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            received.fetch_add(n as u64, Ordering::Relaxed);
+                        }
+                    } else {
+                        send(&mut s, per_conn, &buf);
+                    }
+                }));
+            }
+            for h in handles {
+                let _ = h.join();
+            }
+        })
+    };
+
+    let streams: Vec<TcpStream> = (0..conns)
+        .map(|_| open(proxy, origin))
+        .collect::<Result<_, _>>()?;
+    let start = Instant::now();
+    let clients: Vec<_> = streams
+        .into_iter()
+        .map(|mut s| {
+            let received = received.clone();
+            thread::spawn(move || {
+                let mut buf = vec![0x5au8; CHUNK];
+                if up {
+                    send(&mut s, per_conn, &buf);
+                } else {
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 {
+                            break;
+                        }
+                        received.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        let _ = c.join();
+    }
+    let _ = origin_thread.join();
+    let secs = start.elapsed().as_secs_f64();
+    let got = received.load(Ordering::Relaxed);
+    if got != per_conn * conns {
+        return Err(format!("moved {got} bytes, expected {}", per_conn * conns));
+    }
+    println!("MB/s {:.0}", got as f64 / secs / 1e6);
+    Ok(())
+}
+
+/// Writes `n` bytes from `buf` (repeated), then shuts down the write side.
+fn send(s: &mut TcpStream, n: u64, buf: &[u8]) {
+    let mut left = n;
+    while left > 0 {
+        let k = left.min(buf.len() as u64) as usize;
+        if s.write_all(&buf[..k]).is_err() {
+            return;
+        }
+        left -= k as u64;
+    }
+    let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// RSS (KiB), threads, open fds of `pid`.
+fn process_stats(pid: u32) -> Result<(u64, u64, u64), String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map_err(|e| format!("read /proc/{pid}/status: {e}"))?;
+    let field = |name: &str| -> u64 {
+        BufReader::new(status.as_bytes())
+            .lines()
+            .map_while(Result::ok)
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+            .unwrap_or(0)
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map_err(|e| format!("read /proc/{pid}/fd: {e}"))?
+        .count() as u64;
+    Ok((field("VmRSS:"), field("Threads:"), fds))
+}
+
+fn idle(proxy: &str, count: &str, pid: &str, seconds: &str) -> Result<(), String> {
+    let proxy = proxy_arg(proxy)?.ok_or("idle needs a proxy address")?;
+    let count: usize = count.parse().map_err(|e| format!("bad COUNT: {e}"))?;
+    let pid: u32 = pid.parse().map_err(|e| format!("bad PID: {e}"))?;
+    let hold: u64 = seconds.parse().map_err(|e| format!("bad SECONDS: {e}"))?;
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let origin = listener.local_addr().map_err(|e| e.to_string())?;
+    let accepted = thread::spawn(move || {
+        let mut held = Vec::with_capacity(count);
+        for _ in 0..count {
+            match listener.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => break,
+            }
+        }
+        held
+    });
+    // Let the proxy settle, then measure its baseline.
+    thread::sleep(Duration::from_millis(500));
+    let before = process_stats(pid)?;
+    let mut tunnels = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut s = open(Some(proxy), origin).map_err(|e| format!("tunnel {i}: {e}"))?;
+        // One byte each way proves the tunnel is live; then it goes quiet.
+        s.write_all(b"x").map_err(|e| e.to_string())?;
+        tunnels.push(s);
+    }
+    let origin_side = accepted.join().map_err(|_| "origin thread panicked")?;
+    // Wait past the sniff timeout so every tunnel is in its idle relay state.
+    thread::sleep(Duration::from_secs(hold));
+    let during = process_stats(pid)?;
+    let per_tunnel = (during.0.saturating_sub(before.0)) as f64 / count as f64;
+    println!(
+        "idle {count} tunnels: RSS {} -> {} KiB ({per_tunnel:.2} KiB/tunnel), threads {} -> {}, fds {} -> {}",
+        before.0, during.0, before.1, during.1, before.2, during.2
+    );
+    drop(tunnels);
+    drop(origin_side);
+    Ok(())
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# CONNECT tunnel benchmark: bulk throughput through one tunnel and through 64 parallel ones,
+# lynxio (splice and copy) vs direct loopback vs Squid in the same run, then the cost of 4,000
+# idle tunnels (RSS, threads, fds of the proxy process). Load tool: examples/tunnel_load.rs.
+#
+# Layout on a 2-core machine: the proxy on core 0, the load tool (client and origin) on core 1.
+# Usage: scripts/bench-tunnel.sh          (BYTES=4G IDLE=4000 to tune; SKIP_SQUID=1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BYTES=${BYTES:-4G}
+IDLE=${IDLE:-4000}
+PROXY_CORE=${PROXY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+LYNXIO_PORT=${LYNXIO_PORT:-18582}
+SQUID_PORT=${SQUID_PORT:-18581}
+
+if [ -z "${SKIP_SQUID:-}" ] && ! command -v squid >/dev/null && [ ! -x /usr/sbin/squid ]; then
+    echo "installing squid" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq squid >&2
+fi
+SQUID=$(command -v squid || echo /usr/sbin/squid)
+
+# 4,000 tunnels = 8,000 sockets in the proxy and 8,000 in the load tool.
+ulimit -n "$(ulimit -Hn)"
+
+cargo build --release --quiet --bin lynxio --example tunnel_load
+LYNXIO=target/release/lynxio
+LOAD="taskset -c $LOAD_CORE target/release/examples/tunnel_load"
+
+WORK=$(mktemp -d /tmp/lynxio-tbench.XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.3
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "port $1 did not open" >&2
+    return 1
+}
+
+start_lynxio() {
+    "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 --cpus "$PROXY_CORE" --log warn "$@" \
+        >/dev/null 2>>"$WORK/lynxio.err" &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_port "$LYNXIO_PORT"
+}
+start_squid() {
+    mkdir -p "$WORK/squid"
+    cat >"$WORK/squid.conf" <<EOF
+http_port 127.0.0.1:$SQUID_PORT
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0 MB
+access_log none
+cache_store_log none
+cache_log $WORK/squid/cache.log
+pid_filename $WORK/squid.pid
+coredump_dir $WORK/squid
+workers 1
+max_filedescriptors 20000
+shutdown_lifetime 0 seconds
+EOF
+    taskset -c "$PROXY_CORE" "$SQUID" -f "$WORK/squid.conf" -N >/dev/null 2>&1 &
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+    wait_port "$SQUID_PORT"
+}
+stop_proxy() {
+    kill -TERM "$PROXY_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PROXY_PID" 2>/dev/null || true
+    wait "$PROXY_PID" 2>/dev/null || true
+}
+
+declare -A BULK
+NAMES=()
+bulk_row() { # NAME PROXY_ADDR|direct
+    local name=$1 target=$2
+    BULK["$name,1"]=$($LOAD bulk "$target" "$BYTES" 1 up | awk '{print $2}')
+    BULK["$name,64"]=$($LOAD bulk "$target" "$BYTES" 64 up | awk '{print $2}')
+    BULK["$name,down"]=$($LOAD bulk "$target" "$BYTES" 1 down | awk '{print $2}')
+    NAMES+=("$name")
+    echo "  $name: 1 tunnel ${BULK["$name,1"]} MB/s up, ${BULK["$name,down"]} MB/s down; 64 tunnels ${BULK["$name,64"]} MB/s" >&2
+}
+
+echo "bulk: $BYTES per run; proxy on core $PROXY_CORE, load tool on core $LOAD_CORE" >&2
+bulk_row "direct" direct
+start_lynxio
+bulk_row "lynxio (splice)" "127.0.0.1:$LYNXIO_PORT"
+echo "  idle tunnels through lynxio:" >&2
+IDLE_LYNXIO=$($LOAD idle "127.0.0.1:$LYNXIO_PORT" "$IDLE" "$PROXY_PID" 3)
+echo "  $IDLE_LYNXIO" >&2
+stop_proxy
+start_lynxio --no-splice
+bulk_row "lynxio (--no-splice)" "127.0.0.1:$LYNXIO_PORT"
+stop_proxy
+IDLE_SQUID="n/a"
+if [ -z "${SKIP_SQUID:-}" ]; then
+    start_squid
+    bulk_row "squid" "127.0.0.1:$SQUID_PORT"
+    IDLE_SQUID=$($LOAD idle "127.0.0.1:$SQUID_PORT" "$IDLE" "$PROXY_PID" 3)
+    echo "  $IDLE_SQUID" >&2
+    stop_proxy
+fi
+
+ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')" "$1" "$2"; }
+SQ="squid"
+printf '\n| target | 1 tunnel up MB/s | vs direct | vs Squid | 1 tunnel down MB/s | 64 tunnels MB/s | vs direct | vs Squid |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for n in "${NAMES[@]}"; do
+    s1="n/a"; s64="n/a"
+    if [ -n "${BULK["$SQ,1"]:-}" ]; then
+        s1=$(ratio "${BULK["$n,1"]}" "${BULK["$SQ,1"]}")
+        s64=$(ratio "${BULK["$n,64"]}" "${BULK["$SQ,64"]}")
+    fi
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "${BULK["$n,1"]}" \
+        "$(ratio "${BULK["$n,1"]}" "${BULK["direct,1"]}")" "$s1" "${BULK["$n,down"]}" \
+        "${BULK["$n,64"]}" "$(ratio "${BULK["$n,64"]}" "${BULK["direct,64"]}")" "$s64"
+done
+printf '\nlynxio: %s\nsquid:  %s\n' "$IDLE_LYNXIO" "$IDLE_SQUID"

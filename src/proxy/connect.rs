@@ -1,0 +1,222 @@
+//! CONNECT, top to bottom: validate the `host:port` target, dial it (answering 400/502/504
+//! with the usual error mapping when that fails), and only once the origin is connected answer
+//! `200 Connection established`. Then sniff the client's first bytes (bounded, with a
+//! deadline, waiting on readiness so a timeout never loses a byte) and hand the connection to
+//! whichever handler fits: HTTP/1 goes through the same request pipeline as plain proxy
+//! requests with the tunnel's origin as the default authority; TLS, WebSocket upgrades, unknown
+//! protocols and clients that stay silent (server-first protocols) become an opaque tunnel.
+//! [`tls_action`] is the one place that decides what happens to TLS.
+
+use std::time::Instant;
+
+use monoio::io::{AsyncWriteRent, Splitable};
+use monoio::net::TcpStream;
+
+use crate::error::ProxyError;
+use crate::http1::{self, BodyKind, RequestHead, Target};
+use crate::net::buf::write_vec;
+use crate::net::{PoolKey, ReadBuf};
+use crate::sniff::{self, ClientHello, Detect, Protocol};
+use crate::tunnel::{self, TunnelEnd};
+
+use super::body::write_within;
+use super::client::{Client, ConnCtx, Served, TunnelOrigin, serve_http};
+use super::forward::{Failure, connect_to};
+use super::worker::{Upstream, Worker};
+
+/// The answer to a CONNECT whose origin is connected.
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+
+/// What happens to TLS found inside a tunnel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsAction {
+    /// Relay the encrypted bytes untouched.
+    Tunnel,
+}
+
+/// The one decision point for TLS inside a CONNECT tunnel, made from the CONNECT target and the
+/// ClientHello before any certificate work. Interception (MITM) rules plug in here; until they
+/// exist every TLS stream is tunnelled.
+pub fn tls_action(_target: &TunnelOrigin, _hello: &ClientHello) -> TlsAction {
+    TlsAction::Tunnel
+}
+
+/// Steps 1-3 of a CONNECT: target, dial, `200`. On success the caller owns both connections.
+pub async fn open<R, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    ctx: ConnCtx<'_>,
+) -> Result<Option<Served>, Failure> {
+    if let ConnCtx::Tunnel { .. } = ctx {
+        return Err(ProxyError::ConnectInTunnel.into());
+    }
+    if !matches!(head.body, BodyKind::Empty | BodyKind::Length(0)) {
+        return Err(bad_connect("CONNECT with a request body").into());
+    }
+    let (host, port) = match http1::parse_target(&head.method, head.target()) {
+        Ok(Target::Authority { host, port }) if port != 0 => (host, port),
+        Ok(_) => return Err(bad_connect("CONNECT target must be host:port").into()),
+        Err(e) => return Err(ProxyError::BadRequest(e).into()),
+    };
+    let origin = connect_to(worker, &host, port).await?;
+    let _ = origin.set_nodelay(true);
+    client.out.clear();
+    client.out.extend_from_slice(ESTABLISHED);
+    write_within(
+        worker.cfg.timeouts.client_idle,
+        write_vec(&mut client.w, &mut client.out),
+    )
+    .await
+    .map_err(|e| Failure::from(ProxyError::ClientIo(e)))?;
+    Ok(Some(Served::Tunnel {
+        origin,
+        target: TunnelOrigin {
+            host: host.into_owned(),
+            port,
+            authority: head.target().to_vec(),
+        },
+    }))
+}
+
+fn bad_connect(detail: &'static str) -> ProxyError {
+    ProxyError::BadRequest(http1::ParseError {
+        kind: http1::ParseErrorKind::Malformed,
+        detail,
+    })
+}
+
+/// Step 4: the tunnel is established; sniff and dispatch. `buf` holds any bytes the client
+/// sent right behind its CONNECT head.
+pub async fn established(
+    worker: &Worker,
+    mut stream: TcpStream,
+    mut buf: ReadBuf,
+    origin: TcpStream,
+    target: TunnelOrigin,
+) {
+    let started = Instant::now();
+    let deadline = started + worker.cfg.timeouts.sniff;
+    let protocol = sniff_prefix(&mut stream, &mut buf, deadline).await;
+    let kind = match &protocol {
+        Protocol::Tls(hello) => match tls_action(&target, hello) {
+            TlsAction::Tunnel => "tls",
+        },
+        Protocol::Http1 => {
+            // The rest of the head gets the normal head timeout, not the sniff deadline.
+            let head_deadline = Instant::now() + worker.cfg.timeouts.client_head;
+            let complete = read_http_head(worker, &mut stream, &mut buf, head_deadline).await;
+            if complete.is_some_and(|head| head.conn.upgrade || head.headers.contains("upgrade")) {
+                // WebSocket and other upgrades stay opaque until a handler understands them.
+                "http-upgrade"
+            } else {
+                return serve_inner_http(worker, stream, buf, origin, &target).await;
+            }
+        }
+        Protocol::Unknown => "opaque",
+    };
+    let sni = match &protocol {
+        Protocol::Tls(hello) => hello.sni.as_deref(),
+        _ => None,
+    };
+    let (stats, end) = tunnel::relay(
+        stream,
+        buf.into_vec(),
+        origin,
+        &worker.tunnel_cfg,
+        &worker.tunnel_pools,
+    )
+    .await;
+    let target = format!("{}:{}", target.host, target.port);
+    let secs = started.elapsed().as_secs_f64();
+    let (up, down) = (stats.client_to_origin, stats.origin_to_client);
+    match end {
+        TunnelEnd::Done => {
+            tracing::info!(%target, kind, sni, up, down, secs, "tunnel closed")
+        }
+        TunnelEnd::IdleTimeout => {
+            tracing::info!(%target, kind, sni, up, down, secs, "tunnel idle timeout")
+        }
+        TunnelEnd::ClientError(e) => {
+            tracing::info!(%target, kind, sni, up, down, secs, error = %e, "tunnel: client failed")
+        }
+        TunnelEnd::OriginError(e) => {
+            tracing::info!(%target, kind, sni, up, down, secs, error = %e, "tunnel: origin failed")
+        }
+    }
+}
+
+/// Read until the prefix is recognised, the sniff limit is reached, the client goes quiet
+/// until `deadline`, or it closes. Waits on readiness, never on a pending read, so giving up
+/// at the deadline cannot swallow bytes that arrive just then.
+async fn sniff_prefix(stream: &mut TcpStream, buf: &mut ReadBuf, deadline: Instant) -> Protocol {
+    loop {
+        match sniff::detect(buf.bytes()) {
+            Detect::Found(protocol) => return protocol,
+            Detect::NotThis => return Protocol::Unknown,
+            Detect::NeedMore => {}
+        }
+        if buf.len() >= sniff::MAX_SNIFF_BYTES || !read_ready(stream, deadline).await {
+            return Protocol::Unknown;
+        }
+        match buf.fill(stream, sniff::MAX_SNIFF_BYTES - buf.len()).await {
+            Ok(n) if n > 0 => {}
+            // EOF or error: nothing more to learn; the relay sees the same and ends.
+            _ => return Protocol::Unknown,
+        }
+    }
+}
+
+/// Wait until `stream` is readable (data or EOF); false at `deadline` or on error.
+async fn read_ready(stream: &TcpStream, deadline: Instant) -> bool {
+    matches!(
+        monoio::time::timeout_at(deadline.into(), stream.readable(false)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Read (up to the head limit and `deadline`) until `buf` holds a complete request head, to
+/// see whether it asks for an upgrade. `None`: incomplete or invalid — the HTTP pipeline will
+/// answer that with its own timeouts and errors.
+async fn read_http_head(
+    worker: &Worker,
+    stream: &mut TcpStream,
+    buf: &mut ReadBuf,
+    deadline: Instant,
+) -> Option<RequestHead> {
+    let limits = &worker.cfg.head_limits;
+    loop {
+        match http1::parse_request(buf.bytes(), limits) {
+            Ok(Some((head, _))) => return Some(head),
+            Ok(None) => {}
+            Err(_) => return None,
+        }
+        if buf.len() >= limits.max_head_bytes || !read_ready(stream, deadline).await {
+            return None;
+        }
+        match buf.fill(stream, limits.max_head_bytes - buf.len()).await {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+    }
+}
+
+/// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
+/// first pooled upstream for it, and the requests run through the normal pipeline.
+async fn serve_inner_http(
+    worker: &Worker,
+    stream: TcpStream,
+    buf: ReadBuf,
+    origin: TcpStream,
+    target: &TunnelOrigin,
+) {
+    let mut key = PoolKey::default();
+    key.set(&target.host, target.port);
+    worker
+        .pool
+        .borrow_mut()
+        .put(&key, Upstream::new(origin), Instant::now());
+    let (r, w) = stream.into_split();
+    let mut client = Client::new(r, w, buf);
+    serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
+}

@@ -1,0 +1,254 @@
+//! One direction of a tunnel: bytes from `src` to `dst` until `src` ends, then FIN to `dst`.
+//! Every burst starts by waiting for `src` to be readable while holding nothing; only then is a
+//! pipe (splice) or buffer (copy) leased, filled with non-blocking syscalls until the socket is
+//! empty, the pipe full or the stream ended, emptied into `dst` (waiting for `dst` to be
+//! writable whenever it pushes back), and given back empty. All waits are monoio readiness
+//! futures with `relaxed = false`: on io_uring that is a one-shot `POLL_ADD` (no io-wq thread,
+//! unlike a splice op parked on an idle socket); on epoll it re-checks the driver's cached
+//! readiness with `poll(2)`, which the raw syscalls here need because they bypass monoio and
+//! would otherwise leave a stale "readable" flag behind and spin. A direction that keeps finding
+//! bytes yields to the worker's other tasks every [`BURST_BUDGET`] bytes.
+
+use std::cell::Cell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::task::Poll;
+use std::time::Instant;
+
+use monoio::net::TcpStream;
+
+use super::pool::TunnelPools;
+use super::sys;
+
+/// Bytes one direction moves in one go before letting the worker's other tasks run (a readiness
+/// wait on a socket that stays readable need not yield on the epoll driver).
+const BURST_BUDGET: usize = 4 * 1024 * 1024;
+
+/// Which peer an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Side {
+    Client,
+    Origin,
+}
+
+/// An I/O error and the side whose socket reported it.
+#[derive(Debug)]
+pub(super) struct SideError {
+    pub side: Side,
+    pub error: io::Error,
+}
+
+/// What one burst ended with.
+enum Burst {
+    /// `src` has nothing more for now; wait for it again.
+    Drained,
+    /// `src` reached end of stream; everything read has been delivered.
+    Eof,
+    /// [`BURST_BUDGET`] bytes moved and `src` may have more: yield, then go on.
+    Budget,
+    /// splice(2) refused these fds (`EINVAL`) before moving anything: copy from now on.
+    SpliceUnsupported,
+}
+
+/// One direction's sockets and the counters it shares with the relay.
+pub(super) struct Pump<'a> {
+    pub src: &'a TcpStream,
+    pub dst: &'a TcpStream,
+    pub src_side: Side,
+    pub dst_side: Side,
+    pub pools: &'a TunnelPools,
+    /// Bytes delivered to `dst`.
+    pub bytes: &'a Cell<u64>,
+    /// When a byte last moved in either direction (the idle timer reads it).
+    pub last_activity: &'a Cell<Instant>,
+    /// Zero-copy through a pipe; false: copy through a pooled buffer.
+    pub splice: bool,
+}
+
+impl Pump<'_> {
+    /// Deliver `prefix`, then relay until `src` ends (and send FIN to `dst`) or an error.
+    pub async fn run(mut self, prefix: Vec<u8>) -> Result<(), SideError> {
+        self.send_all(self.dst.as_raw_fd(), &prefix).await?;
+        drop(prefix);
+        loop {
+            self.src
+                .readable(false)
+                .await
+                .map_err(|e| self.err(self.src_side, e))?;
+            let burst = if self.splice {
+                self.splice_burst().await?
+            } else {
+                self.copy_burst().await?
+            };
+            match burst {
+                Burst::Drained => {}
+                Burst::Budget => yield_now().await,
+                Burst::Eof => break,
+                Burst::SpliceUnsupported => {
+                    tracing::debug!("splice not supported on this stream; copying instead");
+                    self.splice = false;
+                }
+            }
+        }
+        // The other side may already be gone; its own direction reports that.
+        if let Err(e) = sys::shutdown_write(self.dst.as_raw_fd()) {
+            tracing::debug!(error = %e, "shutdown(SHUT_WR) after end of stream failed");
+        }
+        Ok(())
+    }
+
+    fn err(&self, side: Side, error: io::Error) -> SideError {
+        SideError { side, error }
+    }
+
+    fn delivered(&self, n: usize) {
+        self.bytes.set(self.bytes.get() + n as u64);
+        self.last_activity.set(Instant::now());
+    }
+
+    /// Splice `src` → pipe → `dst` until `src` is drained or ends.
+    async fn splice_burst(&self) -> Result<Burst, SideError> {
+        let mut pipe = match self.pools.take_pipe() {
+            Ok(p) => p,
+            Err(e) => {
+                // Out of fds (EMFILE/ENFILE) or pipe memory: copy this burst instead.
+                tracing::debug!(error = %e, "no pipe for splice; copying this burst");
+                return self.copy_burst().await;
+            }
+        };
+        let (src, pipe_in) = (self.src.as_raw_fd(), pipe.pipe().write_fd());
+        let capacity = pipe.pipe().capacity();
+        let mut moved = 0;
+        loop {
+            let mut eof = false;
+            let mut src_empty = false;
+            while pipe.len < capacity {
+                let want = capacity - pipe.len;
+                match sys::splice(src, pipe_in, want) {
+                    Ok(0) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        pipe.len += n;
+                        moved += n;
+                        // One splice takes everything queued on a non-blocking socket, so a
+                        // short one means it is empty (or the pipe ran out of slots): skip
+                        // the EAGAIN probe.
+                        if n < want {
+                            src_empty = true;
+                            break;
+                        }
+                    }
+                    // The socket is empty, or the pipe ran out of slots before bytes.
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        src_empty = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) && moved == 0 => {
+                        return Ok(Burst::SpliceUnsupported);
+                    }
+                    Err(e) => return Err(self.err(self.src_side, e)),
+                }
+            }
+            if pipe.len > 0 {
+                self.last_activity.set(Instant::now());
+            }
+            while pipe.len > 0 {
+                match sys::splice(pipe.pipe().read_fd(), self.dst.as_raw_fd(), pipe.len) {
+                    Ok(n) => {
+                        pipe.len -= n;
+                        self.delivered(n);
+                        // A short splice means the send buffer filled up: wait for room
+                        // instead of probing for EAGAIN.
+                        if pipe.len > 0 {
+                            self.dst_writable().await?;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dst_writable().await?,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(self.err(self.dst_side, e)),
+                }
+            }
+            if eof {
+                return Ok(Burst::Eof);
+            }
+            if src_empty {
+                // Possibly only the pipe was full; the readiness wait answers at once if so.
+                return Ok(Burst::Drained);
+            }
+            if moved >= BURST_BUDGET {
+                return Ok(Burst::Budget);
+            }
+        }
+    }
+
+    /// Copy `src` → buffer → `dst` until `src` is drained or ends.
+    async fn copy_burst(&self) -> Result<Burst, SideError> {
+        let mut lease = self.pools.take_buffer();
+        let src = self.src.as_raw_fd();
+        let mut moved = 0;
+        loop {
+            let buf = lease.buf();
+            let n = match sys::recv(src, buf) {
+                Ok(0) => return Ok(Burst::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Burst::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(self.err(self.src_side, e)),
+            };
+            let full = n == buf.len();
+            self.last_activity.set(Instant::now());
+            self.send_all(self.dst.as_raw_fd(), &lease.buf()[..n])
+                .await?;
+            if !full {
+                // A short read almost always means the socket is empty: wait for it again.
+                return Ok(Burst::Drained);
+            }
+            moved += n;
+            if moved >= BURST_BUDGET {
+                return Ok(Burst::Budget);
+            }
+        }
+    }
+
+    async fn send_all(&self, dst: RawFd, mut bytes: &[u8]) -> Result<(), SideError> {
+        while !bytes.is_empty() {
+            match sys::send(dst, bytes) {
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    self.delivered(n);
+                    if !bytes.is_empty() {
+                        self.dst_writable().await?;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.dst_writable().await?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.err(self.dst_side, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn dst_writable(&self) -> Result<(), SideError> {
+        self.dst
+            .writable(false)
+            .await
+            .map_err(|e| self.err(self.dst_side, e))
+    }
+}
+
+/// Let the worker's other ready tasks run once (monoio 0.2 has no `yield_now`).
+async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
+}
