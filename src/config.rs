@@ -35,9 +35,9 @@ pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
 /// treating the tunnel as opaque (server-first protocols send nothing from the client).
 pub const DEFAULT_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
 /// A CONNECT tunnel with no byte in either direction for this long is closed.
-pub const DEFAULT_TUNNEL_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub use crate::tunnel::DEFAULT_IDLE_TIMEOUT as DEFAULT_TUNNEL_IDLE_TIMEOUT;
 /// Kernel pipe size for spliced tunnels (`F_SETPIPE_SZ`), per direction while bytes flow.
-pub const DEFAULT_PIPE_SIZE: usize = 1024 * 1024;
+pub use crate::tunnel::DEFAULT_PIPE_SIZE;
 /// io_uring submission queue entries per worker.
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 /// Threads (shared by all workers) that run blocking `getaddrinfo` calls.
