@@ -6,7 +6,8 @@
 //!   and prints `MB/s <value>` (first byte to last byte received);
 //! - `idle PROXY COUNT PID SECONDS` opens COUNT tunnels that stay silent, holds them for
 //!   SECONDS, and prints the proxy process's RSS, thread and fd counts before and while they are
-//!   open (read from /proc/PID).
+//!   open (read from /proc/PID). Each tunnel first carries a real TLS ClientHello, like a
+//!   browser's idle HTTPS connection.
 //!
 //! Plain std threads and blocking sockets: the tool must never be the bottleneck it measures,
 //! and it is not part of lynxio itself.
@@ -19,15 +20,22 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 256 * 1024;
+const CLIENT_HELLO: &[u8] = include_bytes!("../tests/data/clienthello/curl-7.88-openssl3.bin");
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("bulk") if args.len() == 5 => bulk(&args[1], &args[2], &args[3], &args[4]),
+        Some("bulk") if args.len() == 5 || args.len() == 6 => bulk(
+            &args[1],
+            &args[2],
+            &args[3],
+            &args[4],
+            args.get(5).map(String::as_str),
+        ),
         Some("idle") if args.len() == 5 => idle(&args[1], &args[2], &args[3], &args[4]),
         _ => Err(
-            "usage: tunnel_load bulk PROXY|direct BYTES CONNS up|down | \
+            "usage: tunnel_load bulk PROXY|direct BYTES CONNS up|down [PID] | \
                   idle PROXY COUNT PID SECONDS"
                 .to_owned(),
         ),
@@ -90,7 +98,10 @@ fn proxy_arg(s: &str) -> Result<Option<SocketAddr>, String> {
     }
 }
 
-fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> {
+fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str, pid: Option<&str>) -> Result<(), String> {
+    let pid: Option<u32> = pid
+        .map(|p| p.parse().map_err(|e| format!("bad PID: {e}")))
+        .transpose()?;
     let proxy = proxy_arg(proxy)?;
     let total = parse_bytes(bytes)?;
     let conns: u64 = conns.parse().map_err(|e| format!("bad CONNS: {e}"))?;
@@ -124,7 +135,11 @@ fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> 
                             received.fetch_add(n as u64, Ordering::Relaxed);
                         }
                     } else {
-                        send(&mut s, per_conn, &buf);
+                        // Wait for the client's start byte (see below), then stream.
+                        let mut start = [0u8; 1];
+                        if s.read_exact(&mut start).is_ok() {
+                            send(&mut s, per_conn, &buf);
+                        }
                     }
                 }));
             }
@@ -138,6 +153,7 @@ fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> 
         .map(|_| open(proxy, origin))
         .collect::<Result<_, _>>()?;
     let start = Instant::now();
+    let cpu_start = pid.map(cpu_seconds).transpose()?;
     let clients: Vec<_> = streams
         .into_iter()
         .map(|mut s| {
@@ -147,6 +163,12 @@ fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> 
                 if up {
                     send(&mut s, per_conn, &buf);
                 } else {
+                    // One NUL byte first: a proxy that sniffs sees at once that this is no
+                    // protocol it knows, instead of waiting out its sniff timeout for a
+                    // client-first protocol.
+                    if s.write_all(&[0]).is_err() {
+                        return;
+                    }
                     while let Ok(n) = s.read(&mut buf) {
                         if n == 0 {
                             break;
@@ -166,7 +188,14 @@ fn bulk(proxy: &str, bytes: &str, conns: &str, dir: &str) -> Result<(), String> 
     if got != per_conn * conns {
         return Err(format!("moved {got} bytes, expected {}", per_conn * conns));
     }
-    println!("MB/s {:.0}", got as f64 / secs / 1e6);
+    let cpu = match (pid, cpu_start) {
+        (Some(pid), Some(t0)) => format!(
+            " cpu_s_per_GB {:.3}",
+            (cpu_seconds(pid)? - t0) / (got as f64 / 1e9)
+        ),
+        _ => String::new(),
+    };
+    println!("MB/s {:.0}{cpu}", got as f64 / secs / 1e6);
     Ok(())
 }
 
@@ -181,6 +210,19 @@ fn send(s: &mut TcpStream, n: u64, buf: &[u8]) {
         left -= k as u64;
     }
     let _ = s.shutdown(std::net::Shutdown::Write);
+}
+
+/// CPU time (user + system, all threads) `pid` has used so far, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("read /proc/{pid}/stat: {e}"))?;
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| -> f64 { fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0) };
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11) + ticks(12)) / hz.max(1.0))
 }
 
 /// RSS (KiB), threads, open fds of `pid`.
@@ -224,8 +266,9 @@ fn idle(proxy: &str, count: &str, pid: &str, seconds: &str) -> Result<(), String
     let mut tunnels = Vec::with_capacity(count);
     for i in 0..count {
         let mut s = open(Some(proxy), origin).map_err(|e| format!("tunnel {i}: {e}"))?;
-        // One byte each way proves the tunnel is live; then it goes quiet.
-        s.write_all(b"x").map_err(|e| e.to_string())?;
+        // A real ClientHello (curl's), as a browser's idle HTTPS connection would have sent;
+        // then the tunnel goes quiet.
+        s.write_all(CLIENT_HELLO).map_err(|e| e.to_string())?;
         tunnels.push(s);
     }
     let origin_side = accepted.join().map_err(|_| "origin thread panicked")?;

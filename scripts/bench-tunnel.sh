@@ -83,49 +83,62 @@ stop_proxy() {
     wait "$PROXY_PID" 2>/dev/null || true
 }
 
-declare -A BULK
+declare -A BULK CPU
 NAMES=()
-bulk_row() { # NAME PROXY_ADDR|direct
-    local name=$1 target=$2
-    BULK["$name,1"]=$($LOAD bulk "$target" "$BYTES" 1 up | awk '{print $2}')
-    BULK["$name,64"]=$($LOAD bulk "$target" "$BYTES" 64 up | awk '{print $2}')
+bulk_row() { # NAME PROXY_ADDR|direct [PROXY_PID]
+    local name=$1 target=$2 pid=${3:-} out
+    out=$($LOAD bulk "$target" "$BYTES" 1 up $pid)
+    BULK["$name,1"]=$(awk '{print $2}' <<<"$out")
+    CPU["$name,1"]=$(awk '{print $4}' <<<"$out")
+    out=$($LOAD bulk "$target" "$BYTES" 64 up $pid)
+    BULK["$name,64"]=$(awk '{print $2}' <<<"$out")
+    CPU["$name,64"]=$(awk '{print $4}' <<<"$out")
     BULK["$name,down"]=$($LOAD bulk "$target" "$BYTES" 1 down | awk '{print $2}')
     NAMES+=("$name")
-    echo "  $name: 1 tunnel ${BULK["$name,1"]} MB/s up, ${BULK["$name,down"]} MB/s down; 64 tunnels ${BULK["$name,64"]} MB/s" >&2
+    echo "  $name: 1 tunnel ${BULK["$name,1"]} MB/s up (proxy CPU ${CPU["$name,1"]:-n/a} s/GB), ${BULK["$name,down"]} MB/s down; 64 tunnels ${BULK["$name,64"]} MB/s (${CPU["$name,64"]:-n/a} s/GB)" >&2
 }
 
 echo "bulk: $BYTES per run; proxy on core $PROXY_CORE, load tool on core $LOAD_CORE" >&2
 bulk_row "direct" direct
 start_lynxio
-bulk_row "lynxio (splice)" "127.0.0.1:$LYNXIO_PORT"
+bulk_row "lynxio (splice)" "127.0.0.1:$LYNXIO_PORT" "$PROXY_PID"
 echo "  idle tunnels through lynxio:" >&2
 IDLE_LYNXIO=$($LOAD idle "127.0.0.1:$LYNXIO_PORT" "$IDLE" "$PROXY_PID" 3)
 echo "  $IDLE_LYNXIO" >&2
 stop_proxy
 start_lynxio --no-splice
-bulk_row "lynxio (--no-splice)" "127.0.0.1:$LYNXIO_PORT"
+bulk_row "lynxio (--no-splice)" "127.0.0.1:$LYNXIO_PORT" "$PROXY_PID"
 stop_proxy
 IDLE_SQUID="n/a"
 if [ -z "${SKIP_SQUID:-}" ]; then
     start_squid
-    bulk_row "squid" "127.0.0.1:$SQUID_PORT"
+    bulk_row "squid" "127.0.0.1:$SQUID_PORT" "$PROXY_PID"
     IDLE_SQUID=$($LOAD idle "127.0.0.1:$SQUID_PORT" "$IDLE" "$PROXY_PID" 3)
     echo "  $IDLE_SQUID" >&2
     stop_proxy
 fi
 
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')" "$1" "$2"; }
+ratio() { python3 -c "import sys
+try:
+    a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')
+except ValueError:
+    print('n/a')" "$1" "$2"; }
 SQ="squid"
-printf '\n| target | 1 tunnel up MB/s | vs direct | vs Squid | 1 tunnel down MB/s | 64 tunnels MB/s | vs direct | vs Squid |\n'
+printf '\nThroughput (MB/s; the load tool on one core is the ceiling, see "direct")\n\n'
+printf '| target | 1 tunnel up | vs direct | vs Squid | 1 tunnel down | 64 tunnels | vs direct | vs Squid |\n'
 printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
 for n in "${NAMES[@]}"; do
-    s1="n/a"; s64="n/a"
-    if [ -n "${BULK["$SQ,1"]:-}" ]; then
-        s1=$(ratio "${BULK["$n,1"]}" "${BULK["$SQ,1"]}")
-        s64=$(ratio "${BULK["$n,64"]}" "${BULK["$SQ,64"]}")
-    fi
     printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "${BULK["$n,1"]}" \
-        "$(ratio "${BULK["$n,1"]}" "${BULK["direct,1"]}")" "$s1" "${BULK["$n,down"]}" \
-        "${BULK["$n,64"]}" "$(ratio "${BULK["$n,64"]}" "${BULK["direct,64"]}")" "$s64"
+        "$(ratio "${BULK["$n,1"]}" "${BULK["direct,1"]}")" "$(ratio "${BULK["$n,1"]}" "${BULK["$SQ,1"]:-}")" \
+        "${BULK["$n,down"]}" "${BULK["$n,64"]}" \
+        "$(ratio "${BULK["$n,64"]}" "${BULK["direct,64"]}")" "$(ratio "${BULK["$n,64"]}" "${BULK["$SQ,64"]:-}")"
+done
+printf '\nProxy CPU per GB moved (user + system seconds of the proxy process; lower is better)\n\n'
+printf '| proxy | 1 tunnel s/GB | Squid / this | 64 tunnels s/GB | Squid / this |\n'
+printf '|---|---:|---:|---:|---:|\n'
+for n in "${NAMES[@]}"; do
+    [ "$n" = direct ] && continue
+    printf '| %s | %s | %s | %s | %s |\n' "$n" "${CPU["$n,1"]}" "$(ratio "${CPU["$SQ,1"]:-}" "${CPU["$n,1"]}")" \
+        "${CPU["$n,64"]}" "$(ratio "${CPU["$SQ,64"]:-}" "${CPU["$n,64"]}")"
 done
 printf '\nlynxio: %s\nsquid:  %s\n' "$IDLE_LYNXIO" "$IDLE_SQUID"

@@ -81,9 +81,10 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
-    if let Served::Tunnel { origin, target } =
-        serve_http(&worker, &mut client, ConnCtx::Proxy).await
-    {
+    // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
+    // would otherwise carry that space in its task for as long as it lives.
+    let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
+    if let Served::Tunnel { origin, target } = served {
         let Client { r, w, buf, .. } = client;
         match r.reunite(w) {
             Ok(stream) => connect::established(&worker, stream, buf, origin, target).await,

@@ -110,7 +110,8 @@ pub async fn established(
                 // WebSocket and other upgrades stay opaque until a handler understands them.
                 "http-upgrade"
             } else {
-                return serve_inner_http(worker, stream, buf, origin, &target).await;
+                // Boxed, so an opaque tunnel's task does not carry the pipeline's space.
+                return Box::pin(serve_inner_http(worker, stream, buf, origin, &target)).await;
             }
         }
         Protocol::Unknown => "opaque",
