@@ -7,6 +7,8 @@
 # Usage: scripts/bench-tunnel.sh          (BYTES=4G IDLE=4000 to tune; SKIP_SQUID=1)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 BYTES=${BYTES:-4G}
 IDLE=${IDLE:-4000}
@@ -38,14 +40,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 
 start_lynxio() {
     "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 --cpus "$PROXY_CORE" --log warn "$@" \
@@ -54,34 +48,7 @@ start_lynxio() {
     PIDS+=("$PROXY_PID")
     wait_port "$LYNXIO_PORT"
 }
-start_squid() {
-    mkdir -p "$WORK/squid"
-    cat >"$WORK/squid.conf" <<EOF
-http_port 127.0.0.1:$SQUID_PORT
-http_access allow localhost
-http_access deny all
-cache deny all
-cache_mem 0 MB
-access_log none
-cache_store_log none
-cache_log $WORK/squid/cache.log
-pid_filename $WORK/squid.pid
-coredump_dir $WORK/squid
-workers 1
-max_filedescriptors 20000
-shutdown_lifetime 0 seconds
-EOF
-    taskset -c "$PROXY_CORE" "$SQUID" -f "$WORK/squid.conf" -N >/dev/null 2>&1 &
-    PROXY_PID=$!
-    PIDS+=("$PROXY_PID")
-    wait_port "$SQUID_PORT"
-}
-stop_proxy() {
-    kill -TERM "$PROXY_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$PROXY_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$PROXY_PID" 2>/dev/null || true
-    wait "$PROXY_PID" 2>/dev/null || true
-}
+stop_proxy() { stop_pid "$PROXY_PID"; }
 
 declare -A BULK CPU
 NAMES=()
@@ -111,18 +78,14 @@ bulk_row "lynxio (--no-splice)" "127.0.0.1:$LYNXIO_PORT" "$PROXY_PID"
 stop_proxy
 IDLE_SQUID="n/a"
 if [ -z "${SKIP_SQUID:-}" ]; then
-    start_squid
+    start_squid "$SQUID_PORT"
+    PROXY_PID=$SQUID_PID
     bulk_row "squid" "127.0.0.1:$SQUID_PORT" "$PROXY_PID"
     IDLE_SQUID=$($LOAD idle "127.0.0.1:$SQUID_PORT" "$IDLE" "$PROXY_PID" 3)
     echo "  $IDLE_SQUID" >&2
     stop_proxy
 fi
 
-ratio() { python3 -c "import sys
-try:
-    a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')
-except ValueError:
-    print('n/a')" "$1" "$2"; }
 SQ="squid"
 printf '\nThroughput (MB/s; the load tool on one core is the ceiling, see "direct")\n\n'
 printf '| target | 1 tunnel up | vs direct | vs Squid | 1 tunnel down | 64 tunnels | vs direct | vs Squid |\n'

@@ -14,6 +14,8 @@
 # Installs wrk, nginx and squid from Debian when they are missing (needs root and apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 DURATION=${DURATION:-10s}
 CONNS_SMALL=${CONNS_SMALL:-64}
@@ -86,14 +88,6 @@ EOF
 # nginx inherits the affinity: it shares the load core with wrk.
 taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "port $1 did not open" >&2
-    return 1
-}
 wait_port "$NGINX_PORT"
 
 # --- wrk ----------------------------------------------------------------------------------
@@ -139,38 +133,8 @@ start_lynxio() {
     PIDS+=("$LYNXIO_PID")
     wait_port "$LYNXIO_PORT"
 }
-stop_lynxio() {
-    kill -TERM "$LYNXIO_PID" 2>/dev/null || true
-    wait "$LYNXIO_PID" 2>/dev/null || true
-}
+stop_lynxio() { stop_pid "$LYNXIO_PID"; }
 
-start_squid() {
-    mkdir -p "$WORK/squid"
-    cat >"$WORK/squid.conf" <<EOF
-http_port 127.0.0.1:$SQUID_PORT
-http_access allow localhost
-http_access deny all
-cache deny all
-cache_mem 0 MB
-access_log none
-cache_store_log none
-cache_log $WORK/squid/cache.log
-pid_filename $WORK/squid.pid
-coredump_dir $WORK/squid
-workers 1
-max_filedescriptors 16384
-shutdown_lifetime 0 seconds
-EOF
-    taskset -c "$PROXY_CORE" "$SQUID" -f "$WORK/squid.conf" -N >/dev/null 2>&1 &
-    SQUID_PID=$!
-    PIDS+=("$SQUID_PID")
-    wait_port "$SQUID_PORT"
-}
-stop_squid() {
-    kill -TERM "$SQUID_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$SQUID_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SQUID_PID" 2>/dev/null || true
-}
 
 # --- run ----------------------------------------------------------------------------------
 declare -A RPS MBPS ERRS
@@ -203,13 +167,12 @@ measure "lynxio 1 worker, epoll" "$LYNXIO_PORT" 1
 stop_lynxio
 
 if [ -z "${SKIP_SQUID:-}" ]; then
-    start_squid
+    start_squid "$SQUID_PORT"
     measure "squid (no cache)" "$SQUID_PORT" 1
-    stop_squid
+    stop_pid "$SQUID_PID"
 fi
 
 # --- report -------------------------------------------------------------------------------
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}x' if b > 0 else 'n/a')" "$1" "$2"; }
 report() { # TITLE BASELINE_NAME [SQUID_NAME]
     local title=$1 base=$2 sq=${3:-} name rs ms
     printf '\n%s\n\n' "$title"

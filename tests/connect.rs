@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, SockRef, Socket, Type};
+use socket2::SockRef;
 
 /// The one acceptable answer to a CONNECT whose origin is reachable.
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -249,24 +249,6 @@ fn bulk_data(seed: u64) -> &'static [u8] {
         v[0] = 0;
         v
     })
-}
-
-/// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs.
-/// Returns the address, the listener and the held connections (keep them alive).
-fn full_backlog_listener() -> Option<(SocketAddr, Socket, Vec<TcpStream>)> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    sock.bind(&any.into()).expect("bind");
-    sock.listen(0).expect("listen");
-    let addr = sock.local_addr().ok()?.as_socket()?;
-    let mut held = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(_) => return Some((addr, sock, held)),
-        }
-    }
-    None
 }
 
 /// A port nothing listens on (bound, then released).

@@ -6,12 +6,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-use socket2::{Domain, Socket, Type};
 
 /// How long a test waits for an error answer (all of them come well before this).
 const WAIT: Duration = Duration::from_secs(5);
@@ -239,24 +238,6 @@ fn connection_refused(driver: &str) {
         start.elapsed()
     );
     assert_no_panic(proxy);
-}
-
-/// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs.
-/// Returns the address, the listener and the held connections (keep them alive).
-fn full_backlog_listener() -> Option<(SocketAddr, Socket, Vec<TcpStream>)> {
-    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
-    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
-    sock.bind(&any.into()).expect("bind");
-    sock.listen(0).expect("listen");
-    let addr = sock.local_addr().ok()?.as_socket()?;
-    let mut held = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => held.push(s),
-            Err(_) => return Some((addr, sock, held)),
-        }
-    }
-    None
 }
 
 fn connect_timeout(driver: &str) {

@@ -191,30 +191,7 @@ impl Origin {
     where
         F: Fn(TcpStream) + Send + Sync + 'static,
     {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind origin");
-        let addr = listener.local_addr().expect("addr");
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let handler = Arc::new(handler);
-        let (acc, stp) = (accepted.clone(), stop.clone());
-        thread::spawn(move || {
-            for stream in listener.incoming() {
-                if stp.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                acc.fetch_add(1, Ordering::SeqCst);
-                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
-                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
-                let h = handler.clone();
-                thread::spawn(move || h(stream));
-            }
-        });
-        Origin {
-            addr,
-            accepted,
-            stop,
-        }
+        Origin::start_on("127.0.0.1:0", handler).expect("bind origin on 127.0.0.1")
     }
 
     /// An origin that answers every request on a connection with `respond(&request)`, keeping
@@ -854,4 +831,24 @@ pub fn open_fds(pid: u32) -> Option<usize> {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .ok()
         .map(|d| d.count())
+}
+
+/// A listener whose accept queue is full: further SYNs are dropped, so a connect hangs (how
+/// connect timeouts are tested on loopback). Returns the address, the listener and the held
+/// connections (keep them alive); `None` if the queue never filled.
+pub fn full_backlog_listener() -> Option<(SocketAddr, socket2::Socket, Vec<TcpStream>)> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+    sock.bind(&any.into()).expect("bind");
+    sock.listen(0).expect("listen");
+    let addr = sock.local_addr().ok()?.as_socket()?;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            Ok(s) => held.push(s),
+            Err(_) => return Some((addr, sock, held)),
+        }
+    }
+    None
 }
