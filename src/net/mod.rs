@@ -11,6 +11,7 @@ pub mod listener;
 pub mod pool;
 pub mod runtime;
 pub mod sys;
+pub mod tcp;
 
 pub use buf::ReadBuf;
 pub use dial::{DialError, dial};

@@ -1,7 +1,7 @@
 //! The few raw socket calls monoio does not wrap. This is the only module of `net` with
 //! `unsafe`; each call is a plain syscall on a file descriptor the caller owns and keeps open.
 
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 
 /// State of an idle pooled connection, checked without blocking before it is reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,13 @@ pub fn idle_state(fd: RawFd) -> IdleState {
         }
     }
     IdleState::Unusable
+}
+
+/// The stream's socket, borrowed for `socket2`'s option calls ([`socket2::SockRef`]).
+pub fn borrow_socket(stream: &monoio::net::TcpStream) -> BorrowedFd<'_> {
+    // SAFETY: `stream` owns its fd and closes it only on drop, so the fd stays open for as
+    // long as the returned value borrows `stream`.
+    unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
 #[cfg(test)]

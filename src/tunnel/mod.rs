@@ -12,7 +12,8 @@
 //! (`EMFILE`), and for the rest of a direction when the kernel rejects splice (`EINVAL`). An
 //! idle tunnel holds no pipe and no buffer. The relay sets `O_NONBLOCK` on both sockets (the
 //! uring driver creates them blocking, and `SPLICE_F_NONBLOCK` does not cover the socket) and
-//! consumes them: they are closed when it returns.
+//! consumes them: they are closed when it returns. (Same-host sockets arrive already moved off
+//! BBR by `net::tcp`, which more than doubles one tunnel's throughput on loopback.)
 
 mod pool;
 mod pump;

@@ -1,7 +1,8 @@
 //! The raw syscalls the tunnel makes, and the only `unsafe` in `tunnel`: a [`Pipe`] (two
 //! `O_NONBLOCK | O_CLOEXEC` fds from `pipe2`, sized with `F_SETPIPE_SZ`, closed by `Drop`),
 //! non-blocking `splice(2)` (`SPLICE_F_NONBLOCK | SPLICE_F_MOVE`), non-blocking `recv`/`send`
-//! (`MSG_DONTWAIT`, `MSG_NOSIGNAL`), `shutdown(SHUT_WR)` and setting `O_NONBLOCK` on a socket.
+//! (`MSG_DONTWAIT`, `MSG_NOSIGNAL`), `shutdown(SHUT_WR)`, setting `O_NONBLOCK` on a socket, and
+//! borrowing a stream's fd for `socket2`'s socket options.
 //! Every call is a plain syscall on a file descriptor the caller keeps open for the duration of
 //! the call; none of them blocks the worker thread (the pipe is non-blocking by construction,
 //! and the relay sets `O_NONBLOCK` on its sockets because `SPLICE_F_NONBLOCK` alone does not
