@@ -1,7 +1,7 @@
 //! Dialing an origin: try every resolved address in order (IPv4 and IPv6 alike) within one
 //! overall connect deadline, splitting the time left evenly over the addresses still to try so a
 //! black-holed first address cannot use up the whole budget. The caller gets a connected,
-//! TCP_NODELAY stream (same-host congestion control tuned, see `tcp`) or one error that says refused/unreachable versus timed out.
+//! TCP_NODELAY stream or one error that says refused/unreachable versus timed out.
 
 use std::io;
 use std::net::SocketAddr;
@@ -35,7 +35,6 @@ pub async fn dial(addrs: &[SocketAddr], timeout: Duration) -> Result<TcpStream, 
             Ok(Ok(stream)) => {
                 // Best effort: a failure here only costs latency.
                 let _ = stream.set_nodelay(true);
-                super::tcp::tune_best_effort(&stream, "upstream");
                 return Ok(stream);
             }
             Ok(Err(e)) => last_err = Some(e),

@@ -1,4 +1,4 @@
-//! TCP options lynxio sets on its sockets (client, upstream and tunnel alike). One so far: on a connection whose peer is on this
+//! TCP options lynxio sets on tunnel sockets. One so far: on a connection whose peer is on this
 //! host (loopback, or the same address at both ends), a model-based congestion control such as
 //! BBR — the usual system default — is swapped for Reno. BBR sizes the congestion window from
 //! the path's measured bottleneck bandwidth × minimum RTT; on loopback the minimum RTT is
@@ -51,7 +51,9 @@ pub fn tune(stream: &TcpStream) -> io::Result<bool> {
 }
 
 /// [`tune`], logging a failure at debug level: a socket option is never worth failing a
-/// connection for. Called on every accepted client and every dialed upstream socket.
+/// connection for. Called on both sockets of a CONNECT tunnel. Not on HTTP forwarding
+/// sockets: measured there (wrk, 1 MiB bodies copied through 64 KiB buffers) Reno was ~20 %
+/// slower than BBR, while spliced tunnels gain 2×.
 pub fn tune_best_effort(stream: &TcpStream, side: &'static str) {
     if let Err(e) = tune(stream) {
         tracing::debug!(side, error = %e, "setting TCP options failed");

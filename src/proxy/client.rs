@@ -79,7 +79,6 @@ pub enum Served {
 pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
     // Best effort: a failure only costs latency.
     let _ = stream.set_nodelay(true);
-    crate::net::tcp::tune_best_effort(&stream, "client");
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
     // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT

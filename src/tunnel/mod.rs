@@ -12,8 +12,8 @@
 //! (`EMFILE`), and for the rest of a direction when the kernel rejects splice (`EINVAL`). An
 //! idle tunnel holds no pipe and no buffer. The relay sets `O_NONBLOCK` on both sockets (the
 //! uring driver creates them blocking, and `SPLICE_F_NONBLOCK` does not cover the socket) and
-//! consumes them: they are closed when it returns. (Same-host sockets arrive already moved off
-//! BBR by `net::tcp`, which more than doubles one tunnel's throughput on loopback.)
+//! consumes them: they are closed when it returns. Same-host sockets are moved off BBR
+//! (`net::tcp`), which more than doubles one tunnel's throughput on loopback.
 
 mod pool;
 mod pump;
@@ -109,6 +109,8 @@ pub async fn relay(
     if let Err(e) = sys::set_nonblocking(origin.as_raw_fd()) {
         return (TunnelStats::default(), TunnelEnd::OriginError(e));
     }
+    crate::net::tcp::tune_best_effort(&client, "client");
+    crate::net::tcp::tune_best_effort(&origin, "origin");
     let up = Cell::new(0u64);
     let down = Cell::new(0u64);
     let last_activity = Cell::new(Instant::now());
