@@ -21,7 +21,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const CHUNK: usize = 256 * 1024;
-const CLIENT_HELLO: &[u8] = include_bytes!("../tests/data/clienthello/curl-7.88-openssl3.bin");
+const CLIENT_HELLO: &[u8] = include_bytes!("../src/sniff/testdata/curl-7.88-openssl3.bin");
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn main() {

@@ -34,22 +34,22 @@ const WAIT: Duration = Duration::from_secs(5);
 const HELLOS: [(&str, &[u8], &str); 4] = [
     (
         "chromium-156",
-        include_bytes!("data/clienthello/chromium-156.bin"),
+        include_bytes!("../src/sniff/testdata/chromium-156.bin"),
         "chromium.example.test",
     ),
     (
         "curl-7.88-openssl3",
-        include_bytes!("data/clienthello/curl-7.88-openssl3.bin"),
+        include_bytes!("../src/sniff/testdata/curl-7.88-openssl3.bin"),
         "localhost",
     ),
     (
         "openssl-s_client-3.0",
-        include_bytes!("data/clienthello/openssl-s_client-3.0.bin"),
+        include_bytes!("../src/sniff/testdata/openssl-s_client-3.0.bin"),
         "example.test",
     ),
     (
         "python-3.11-ssl",
-        include_bytes!("data/clienthello/python-3.11-ssl.bin"),
+        include_bytes!("../src/sniff/testdata/python-3.11-ssl.bin"),
         "python.example.test",
     ),
 ];
