@@ -72,9 +72,55 @@ pub struct Cli {
 
 /// Subcommands; with none, `run` is implied.
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // built once per process; boxing buys nothing
 pub enum Command {
     /// Run the proxy (the default).
     Run(Settings),
+    /// Manage the root CA that signs intercepted hosts' certificates.
+    Ca(CaArgs),
+}
+
+/// `lynxio ca ...`
+#[derive(Debug, Args)]
+pub struct CaArgs {
+    #[command(subcommand)]
+    pub command: CaCommand,
+}
+
+/// The `ca` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Print the CA certificate (PEM) to stdout, creating the CA first if there is none yet,
+    /// so it can be trusted before the proxy's first run.
+    Export(CaDirArgs),
+    /// Print the path of the CA certificate file (does not create anything).
+    Path(CaDirArgs),
+}
+
+/// Where the `ca` subcommands find the CA: `--ca-dir`, else `ca_dir` from `--config`, else
+/// the default directory.
+#[derive(Debug, Args)]
+pub struct CaDirArgs {
+    /// Directory holding ca.pem and ca-key.pem.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// TOML configuration file to take `ca_dir` from.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl CaDirArgs {
+    /// The CA directory these arguments select.
+    pub fn resolve(&self) -> Result<PathBuf, ConfigError> {
+        if let Some(dir) = &self.ca_dir {
+            return Ok(dir.clone());
+        }
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        Ok(file.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir))
+    }
 }
 
 /// Every setting, as a flag and as a key of the TOML config file (`listen = [...]`,
@@ -173,6 +219,10 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub no_splice: bool,
+    /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).
+    /// Default: $XDG_DATA_HOME/lynxio or ~/.local/share/lynxio.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -223,6 +273,8 @@ pub struct Config {
     pub pipe_size: usize,
     /// Use splice(2) for tunnels (else user-space copies).
     pub splice: bool,
+    /// Directory of the root CA (`--ca-dir`, or the default); loaded when interception starts.
+    pub ca_dir: PathBuf,
 }
 
 /// A configuration problem found at start-up.
@@ -303,6 +355,7 @@ impl Settings {
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),
             no_splice: self.no_splice || file.no_splice,
+            ca_dir: self.ca_dir.or(file.ca_dir),
         }
     }
 }
@@ -412,6 +465,7 @@ impl Config {
             pool_max_per_host: s.pool_max_per_host.unwrap_or(DEFAULT_POOL_MAX_PER_HOST),
             pipe_size,
             splice: !s.no_splice,
+            ca_dir: s.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir),
         })
     }
 }
@@ -525,6 +579,21 @@ mod tests {
         );
         assert_eq!(merged.connect_timeout, Some(Duration::from_secs(2)));
         assert_eq!(merged.driver, Some(DriverKind::Epoll));
+    }
+
+    #[test]
+    fn ca_dir_from_flag_file_or_default() {
+        let file: Settings = toml::from_str("ca_dir = \"/srv/ca\"\n").unwrap();
+        let merged = Settings::default().over(file);
+        assert_eq!(merged.ca_dir, Some(PathBuf::from("/srv/ca")));
+        let flags = Settings {
+            ca_dir: Some(PathBuf::from("/flag")),
+            ..Settings::default()
+        };
+        let file: Settings = toml::from_str("ca_dir = \"/srv/ca\"\n").unwrap();
+        assert_eq!(flags.over(file).ca_dir, Some(PathBuf::from("/flag")));
+        let cfg = Config::from_settings(Settings::default()).unwrap();
+        assert_eq!(cfg.ca_dir, crate::mitm::ca::default_dir());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-use lynxio::config::{Cli, Command, Config};
+use lynxio::config::{CaCommand, Cli, Command, Config};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -17,6 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let settings = match cli.command {
         Some(Command::Run(settings)) => settings,
+        Some(Command::Ca(args)) => return ca_command(args.command),
         None => cli.run,
     };
     let cfg = match Config::from_settings(settings) {
@@ -49,5 +50,38 @@ fn main() -> ExitCode {
             eprintln!("lynxio: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `lynxio ca export|path`: print the CA certificate PEM (creating the CA if there is none yet,
+/// so it can be trusted before the first run) or the certificate's path.
+fn ca_command(command: CaCommand) -> ExitCode {
+    use lynxio::mitm::ca;
+    let (CaCommand::Export(args) | CaCommand::Path(args)) = &command;
+    let dir = match args.resolve() {
+        Ok(dir) => dir,
+        Err(e) => {
+            eprintln!("lynxio: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        CaCommand::Path(_) => {
+            println!("{}", dir.join(ca::CA_CERT_FILE).display());
+            ExitCode::SUCCESS
+        }
+        CaCommand::Export(_) => match ca::load_or_create(&dir) {
+            Ok(authority) => {
+                if authority.created() {
+                    eprintln!("lynxio: created a new CA in {}", authority.dir().display());
+                }
+                print!("{}", authority.cert_pem());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("lynxio: {e}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }

@@ -1,3 +1,8 @@
 //! TLS interception: the root CA, minted leaf certificates (cached), and TLS streams to the
-//! client and the origin over rustls' sans-IO connection. It knows nothing of rules. Not built
-//! yet: it arrives with the MITM issue, after CONNECT tunnels.
+//! client and the origin over rustls' sans-IO connection. It knows nothing of rules. [`ca`] loads
+//! or creates the root CA on disk; [`leaf`] mints per-host leaf certificates and their rustls
+//! server configs into a per-worker LRU cache.
+
+pub mod ca;
+pub mod leaf;
+pub mod tls;
