@@ -6,12 +6,14 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::http1::{DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, MAX_HEADERS_CAP};
+use crate::rules::{RuleError, RuleSet, RuleSpec};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -223,6 +225,15 @@ pub struct Settings {
     /// Default: $XDG_DATA_HOME/lynxio or ~/.local/share/lynxio.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
+    /// Intercept (MITM) CONNECT targets whose host matches this glob (repeatable; `*` = all).
+    /// Applied after the config file's `[[rule]]` tables.
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub mitm: Vec<String>,
+    /// `[[rule]]` tables (config file only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -275,6 +286,8 @@ pub struct Config {
     pub splice: bool,
     /// Directory of the root CA (`--ca-dir`, or the default); loaded when interception starts.
     pub ca_dir: PathBuf,
+    /// Interception rules, compiled once.
+    pub rules: Arc<RuleSet>,
 }
 
 /// A configuration problem found at start-up.
@@ -289,6 +302,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("invalid rule: {0}")]
+    Rule(#[from] RuleError),
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -356,6 +371,12 @@ impl Settings {
             pipe_size: self.pipe_size.or(file.pipe_size),
             no_splice: self.no_splice || file.no_splice,
             ca_dir: self.ca_dir.or(file.ca_dir),
+            mitm: if self.mitm.is_empty() {
+                file.mitm
+            } else {
+                self.mitm
+            },
+            rule: file.rule,
         }
     }
 }
@@ -447,6 +468,7 @@ impl Config {
                 return Err(invalid(key, "must be greater than zero"));
             }
         }
+        let rules = Arc::new(RuleSet::compile(&s.rule, &s.mitm)?);
         Ok(Config {
             listen,
             workers,
@@ -466,6 +488,7 @@ impl Config {
             pipe_size,
             splice: !s.no_splice,
             ca_dir: s.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir),
+            rules,
         })
     }
 }

@@ -4,7 +4,7 @@
 //! Layering, top to bottom: [`proxy`] orchestrates (accept → head → decide → forward); it is the
 //! only module that knows the order of steps. Below it sit the codecs and mechanisms, which do not
 //! import each other: [`http1`] (HTTP/1.x heads, framing, hop-by-hop rules; bytes only, no
-//! sockets), [`tunnel`], [`sniff`] and [`mitm`]. At the bottom [`net`] owns runtimes, workers,
+//! sockets), [`tunnel`], [`sniff`], [`mitm`] and [`rules`]. At the bottom [`net`] owns runtimes, workers,
 //! listeners, dialing, DNS and buffers. See ARCHITECTURE.md for the data flow.
 
 pub mod config;
@@ -13,5 +13,6 @@ pub mod http1;
 pub mod mitm;
 pub mod net;
 pub mod proxy;
+pub mod rules;
 pub mod sniff;
 pub mod tunnel;

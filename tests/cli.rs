@@ -93,4 +93,51 @@ fn bad_settings_fail_startup_clearly() {
 
     let err = run_expecting_failure(&["--listen", "not-an-address"]);
     assert!(err.contains("not-an-address"), "{err}");
+
+    let bad_rule = temp_config(
+        "bad-rule",
+        "[[rule]]\nname = \"zero\"\nmatch = { port = 0 }\naction = \"intercept\"\n",
+    );
+    let err = run_expecting_failure(&["--config", bad_rule.to_str().expect("utf-8 path")]);
+    assert!(err.contains("zero") && err.contains("port 0"), "{err}");
+    let _ = std::fs::remove_file(bad_rule);
+
+    let bad_action = temp_config(
+        "bad-action",
+        "[[rule]]\nmatch = { host = \"a\" }\naction = \"explode\"\n",
+    );
+    let err = run_expecting_failure(&["--config", bad_action.to_str().expect("utf-8 path")]);
+    assert!(err.contains("explode"), "{err}");
+    let _ = std::fs::remove_file(bad_action);
 }
+
+/// Interception is configured but not available in this build: startup fails and says so,
+/// instead of silently tunnelling what the user asked to intercept.
+#[test]
+fn intercept_rules_refuse_to_start_until_interception_exists() {
+    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--mitm", "*.example.com"]);
+    assert!(
+        err.contains("--mitm *.example.com") && err.contains("cannot intercept"),
+        "{err}"
+    );
+}
+
+/// Passthrough-only rules are accepted and the proxy runs (and tunnels).
+fn passthrough_rules_run(driver: &str) {
+    let path = temp_config(
+        &format!("passthrough-{driver}"),
+        &format!(
+            "listen = [\"127.0.0.1:0\"]\nworkers = 1\ndriver = \"{driver}\"\n\
+             [[rule]]\nname = \"bank\"\nmatch = {{ host = \"*.bank.test\", port = 443 }}\n\
+             action = \"passthrough\"\n"
+        ),
+    );
+    let origin = Origin::http(|req| ok(req.target.as_bytes()));
+    let proxy = Proxy::start_with_args(&["--config", path.to_str().expect("utf-8 path")]);
+    let mut c = Reader::new(proxy.connect());
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/p"));
+    assert_eq!(roundtrip(&mut c, "GET", req.as_bytes()).body_str(), "/p");
+    let _ = std::fs::remove_file(path);
+}
+
+drivers!(passthrough_rules_run);

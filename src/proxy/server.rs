@@ -35,6 +35,11 @@ pub enum RunError {
     StartupTimeout(Duration),
     #[error("forced exit on second signal")]
     Forced,
+    #[error(
+        "interception is configured (rule {rule:?}) but this build cannot intercept TLS yet; \
+         remove --mitm / intercept rules to run as a tunnelling proxy"
+    )]
+    InterceptUnavailable { rule: String },
 }
 
 /// What the main thread hears about: workers starting or failing, and signals.
@@ -47,6 +52,13 @@ pub enum Event {
 
 /// Run the proxy until SIGINT/SIGTERM; returns after a graceful drain.
 pub fn run(cfg: Config) -> Result<(), RunError> {
+    // Rules are parsed and validated already; until the TLS pipeline is wired in, refusing to
+    // start is the honest answer to "intercept this" (never a silent pass-through).
+    if let Some(rule) = cfg.rules.first_intercept_rule() {
+        return Err(RunError::InterceptUnavailable {
+            rule: rule.to_owned(),
+        });
+    }
     let cfg = Arc::new(cfg);
     let (tx, rx) = mpsc::channel::<Event>();
 
