@@ -12,6 +12,8 @@ pub mod pool;
 pub mod runtime;
 pub mod sys;
 pub mod tcp;
+#[cfg(test)]
+pub(crate) mod testutil;
 
 pub use buf::ReadBuf;
 pub use dial::{DialError, dial};

@@ -6,7 +6,6 @@
 //! throughput report is an ignored test: `cargo test --release tunnel::tests::throughput --
 //! --ignored --nocapture`.
 
-use std::future::Future;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::rc::Rc;
@@ -18,6 +17,7 @@ use monoio::net::TcpStream;
 use super::pool::{MAX_IDLE_BUFFERS, MAX_IDLE_PIPES};
 use super::sys::Pipe;
 use super::*;
+use crate::net::testutil::on_both_drivers;
 
 mod bench;
 
@@ -29,24 +29,6 @@ const PEER_READ_TIMEOUT: Duration = Duration::from_secs(15);
 const BULK: usize = 16 * 1024 * 1024;
 /// Unit of the pseudo-random test streams.
 const BLOCK: usize = 64 * 1024;
-
-fn on_both_drivers<F, Fut>(test: F)
-where
-    F: Fn(&'static str) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("io_uring runtime");
-    uring.block_on(test("io_uring"));
-    drop(uring);
-    let mut epoll = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime");
-    epoll.block_on(test("epoll"));
-}
 
 fn cfg(splice: bool) -> TunnelConfig {
     TunnelConfig {

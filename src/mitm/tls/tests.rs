@@ -5,7 +5,6 @@
 //! handshake timeouts, clean close_notify vs truncated EOF, and a read that times out leaving
 //! the stream usable. Certificates are minted per test run with rcgen.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,27 +21,10 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
 use super::*;
+use crate::net::testutil::on_both_drivers;
 
 const HANDSHAKE: Duration = Duration::from_secs(10);
 const BULK: usize = 8 * 1024 * 1024;
-
-fn on_both_drivers<F, Fut>(test: F)
-where
-    F: Fn(&'static str) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let mut uring = monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("io_uring runtime");
-    uring.block_on(test("io_uring"));
-    drop(uring);
-    let mut epoll = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("epoll runtime");
-    epoll.block_on(test("epoll"));
-}
 
 /// A throwaway CA and a leaf for `localhost` signed by it.
 struct Pki {
