@@ -230,6 +230,14 @@ pub struct Settings {
     #[arg(long, value_name = "GLOB")]
     #[serde(default)]
     pub mitm: Vec<String>,
+    /// Extra trusted root certificates (PEM) for verifying intercepted origins, on top of the
+    /// built-in webpki roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify intercepted origins' certificates (testing only; logged loudly).
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure_upstream: bool,
     /// `[[rule]]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
@@ -288,6 +296,10 @@ pub struct Config {
     pub ca_dir: PathBuf,
     /// Interception rules, compiled once.
     pub rules: Arc<RuleSet>,
+    /// Extra roots for verifying intercepted origins.
+    pub upstream_ca: Option<PathBuf>,
+    /// Skip origin certificate verification when intercepting.
+    pub insecure_upstream: bool,
 }
 
 /// A configuration problem found at start-up.
@@ -377,6 +389,8 @@ impl Settings {
                 self.mitm
             },
             rule: file.rule,
+            upstream_ca: self.upstream_ca.or(file.upstream_ca),
+            insecure_upstream: self.insecure_upstream || file.insecure_upstream,
         }
     }
 }
@@ -489,6 +503,8 @@ impl Config {
             splice: !s.no_splice,
             ca_dir: s.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir),
             rules,
+            upstream_ca: s.upstream_ca,
+            insecure_upstream: s.insecure_upstream,
         })
     }
 }

@@ -41,6 +41,9 @@ pub enum ProxyError {
     /// No address accepted the connection in time.
     #[error("connect to {target} timed out")]
     ConnectTimeout { target: String },
+    /// The TLS connection to an intercepted origin failed (certificate rejected, handshake).
+    #[error("TLS to origin {target} failed: {reason}")]
+    UpstreamTls { target: String, reason: String },
     /// The origin sent no (complete) response head in time, or paused too long in the body.
     #[error("origin response timed out")]
     ResponseTimeout,
@@ -72,7 +75,9 @@ impl ProxyError {
             ProxyError::ClientHeadTimeout => 408,
             ProxyError::ClientBody(_) => 400,
             ProxyError::Resolve { .. } | ProxyError::Connect { .. } => 502,
-            ProxyError::BadResponse(_) | ProxyError::UpstreamIo(_) => 502,
+            ProxyError::BadResponse(_)
+            | ProxyError::UpstreamIo(_)
+            | ProxyError::UpstreamTls { .. } => 502,
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout => 504,
             ProxyError::ClientIo(_) => return None,
         })

@@ -111,15 +111,29 @@ fn bad_settings_fail_startup_clearly() {
     let _ = std::fs::remove_file(bad_action);
 }
 
-/// Interception is configured but not available in this build: startup fails and says so,
-/// instead of silently tunnelling what the user asked to intercept.
+/// An intercept rule makes the proxy create (first run) or load the CA in `--ca-dir` at start;
+/// a corrupt CA stops startup with a message naming the file.
 #[test]
-fn intercept_rules_refuse_to_start_until_interception_exists() {
-    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--mitm", "*.example.com"]);
-    assert!(
-        err.contains("--mitm *.example.com") && err.contains("cannot intercept"),
-        "{err}"
-    );
+fn intercept_rules_load_the_ca_at_start() {
+    let dir = std::env::temp_dir().join(format!("lynxio-cli-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let d = dir.to_str().expect("utf-8 path");
+    let proxy = Proxy::start_with_args(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--mitm",
+        "*.example.com",
+        "--ca-dir",
+        d,
+    ]);
+    assert!(dir.join("ca.pem").is_file(), "the CA was not created");
+    drop(proxy);
+    std::fs::write(dir.join("ca.pem"), "not a certificate").expect("corrupt");
+    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--mitm", "*", "--ca-dir", d]);
+    assert!(err.contains("ca.pem"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Passthrough-only rules are accepted and the proxy runs (and tunnels).

@@ -19,6 +19,13 @@ impl PoolKey {
         let _ = write!(self.0, "{host}:{port}");
     }
 
+    /// A key private to one intercepted client session (`tls#<session>#host:port`): TLS origin
+    /// connections are never shared between clients, exactly as without a proxy.
+    pub fn set_session(&mut self, session: u64, host: &str, port: u16) {
+        self.0.clear();
+        let _ = write!(self.0, "tls#{session}#{host}:{port}");
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -48,6 +55,11 @@ impl<T> Pool<T> {
     }
 
     /// The most recently returned connection to `key` that has not outlived the idle timeout.
+    /// Drop every idle connection under `key` (an intercepted session that ended).
+    pub fn remove(&mut self, key: &PoolKey) {
+        self.idle.remove(key.as_str());
+    }
+
     pub fn take(&mut self, key: &PoolKey, now: Instant) -> Option<T> {
         let list = self.idle.get_mut(key.as_str())?;
         while let Some(idle) = list.pop_back() {

@@ -52,6 +52,21 @@ pub enum ConnCtx<'a> {
     Proxy,
     /// HTTP/1 found inside a CONNECT tunnel to `origin`: origin-form requests go there.
     Tunnel { origin: &'a TunnelOrigin },
+    /// Decrypted HTTP/1 from an intercepted TLS tunnel: requests go to `origin` over TLS.
+    Intercepted {
+        origin: &'a TunnelOrigin,
+        session: &'a InterceptSession,
+    },
+}
+
+/// An intercepted client session's link to its origin.
+#[derive(Debug)]
+pub struct InterceptSession {
+    /// Worker-unique id; keys the session's private origin connections in the pool.
+    pub id: u64,
+    /// SNI (and certificate name) for the origin: the client's SNI, else the CONNECT host.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+    pub tls: std::sync::Arc<rustls::ClientConfig>,
 }
 
 /// The `host:port` a CONNECT tunnel was opened to.

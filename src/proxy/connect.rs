@@ -11,17 +11,22 @@ use std::time::Instant;
 
 use monoio::io::{AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use crate::error::ProxyError;
 use crate::http1::{self, BodyKind, RequestHead, Target};
+use crate::mitm::{Interceptor, tls};
 use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
+use crate::rules::Action;
 use crate::sniff::{self, ClientHello, Detect, Protocol};
 use crate::tunnel::{self, TunnelEnd};
 
 use super::body::write_within;
-use super::client::{Client, ConnCtx, Served, TunnelOrigin, serve_http};
-use super::forward::{Failure, connect_to};
+use super::client::{
+    CLIENT_BUF_SIZE, Client, ConnCtx, InterceptSession, Served, TunnelOrigin, serve_http,
+};
+use super::forward::{Failure, connect_tls, connect_to};
 use super::worker::{Upstream, Worker};
 
 /// The answer to a CONNECT whose origin is connected.
@@ -32,13 +37,26 @@ const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
 pub enum TlsAction {
     /// Relay the encrypted bytes untouched.
     Tunnel,
+    /// Terminate TLS with a minted certificate and run the requests through the pipeline.
+    Intercept,
 }
 
-/// The one decision point for TLS inside a CONNECT tunnel, made from the CONNECT target and the
-/// ClientHello before any certificate work. Interception (MITM) rules plug in here; until they
-/// exist every TLS stream is tunnelled.
-pub fn tls_action(_target: &TunnelOrigin, _hello: &ClientHello) -> TlsAction {
-    TlsAction::Tunnel
+/// The one decision point for TLS inside a CONNECT tunnel, made from the ClientHello's SNI (or
+/// the CONNECT host when there is none) and the CONNECT port, before any certificate work:
+/// the first matching rule wins, no match tunnels.
+pub fn tls_action(worker: &Worker, target: &TunnelOrigin, hello: &ClientHello) -> TlsAction {
+    if worker.mitm.is_none() {
+        return TlsAction::Tunnel;
+    }
+    let host = hello.sni.as_deref().unwrap_or(&target.host);
+    let decision = worker.cfg.rules.decide(host, target.port);
+    match decision.action {
+        Action::Intercept => {
+            tracing::debug!(host, rule = decision.rule, "intercepting");
+            TlsAction::Intercept
+        }
+        Action::Passthrough => TlsAction::Tunnel,
+    }
 }
 
 /// Steps 1-3 of a CONNECT: target, dial, `200`. On success the caller owns both connections.
@@ -99,8 +117,15 @@ pub async fn established(
     let deadline = started + worker.cfg.timeouts.sniff;
     let protocol = sniff_prefix(&mut stream, &mut buf, deadline).await;
     let kind = match &protocol {
-        Protocol::Tls(hello) => match tls_action(&target, hello) {
-            TlsAction::Tunnel => "tls",
+        Protocol::Tls(hello) => match (tls_action(worker, &target, hello), &worker.mitm) {
+            (TlsAction::Intercept, Some(mitm)) => {
+                let prefix = buf.into_vec();
+                return Box::pin(intercept(
+                    worker, mitm, stream, prefix, origin, &target, hello,
+                ))
+                .await;
+            }
+            _ => "tls",
         },
         Protocol::Http1 => {
             // The rest of the head gets the normal head timeout, not the sniff deadline.
@@ -220,4 +245,70 @@ async fn serve_inner_http(
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, buf);
     serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
+}
+
+/// An intercepted tunnel: the client's TLS ends here with a leaf for its SNI (or the CONNECT
+/// host), lynxio opens its own verified TLS connection to the origin (reusing the connection
+/// dialed for the CONNECT), and the decrypted requests run through the HTTP pipeline. Origin
+/// connections stay private to this client session. Failures before the first request can
+/// only be logged and the connection closed (the client has its `200` already); a rejected
+/// origin certificate is answered as a 502 on the client's first request, with the reason.
+async fn intercept(
+    worker: &Worker,
+    mitm: &Interceptor,
+    stream: TcpStream,
+    prefix: Vec<u8>,
+    origin: TcpStream,
+    target: &TunnelOrigin,
+    hello: &ClientHello,
+) {
+    let name = hello.sni.clone().unwrap_or_else(|| target.host.clone());
+    let leaf = match worker.leaves.borrow_mut().get_or_mint(&mitm.ca, &name) {
+        Ok(leaf) => leaf,
+        Err(e) => {
+            tracing::warn!(host = %name, error = %e, "cannot mint a certificate; closing");
+            return;
+        }
+    };
+    let server_name = match ServerName::try_from(name.clone()) {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(host = %name, error = %e, "not a valid TLS server name; closing");
+            return;
+        }
+    };
+    let handshake = worker.cfg.timeouts.client_head;
+    let (r, w, info) =
+        match tls::accept(stream, prefix, leaf.server_config().clone(), handshake).await {
+            Ok(parts) => parts,
+            Err(e) => {
+                tracing::info!(host = %name, error = %e, "client TLS handshake failed");
+                return;
+            }
+        };
+    let session = InterceptSession {
+        id: worker.next_id(),
+        server_name,
+        tls: mitm.upstream.clone(),
+    };
+    let mut key = PoolKey::default();
+    key.set_session(session.id, &target.host, target.port);
+    match connect_tls(worker, origin, &session, &target.host, target.port).await {
+        Ok(up) => worker.pool.borrow_mut().put(&key, up, Instant::now()),
+        // The pipeline dials again for the first request and answers it with this error.
+        Err(e) => tracing::debug!(error = %e, "origin TLS failed at CONNECT time"),
+    }
+    tracing::debug!(host = %name, alpn = ?info.alpn.as_deref().map(String::from_utf8_lossy), "intercepted");
+    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
+    serve_http(
+        worker,
+        &mut client,
+        ConnCtx::Intercepted {
+            origin: target,
+            session: &session,
+        },
+    )
+    .await;
+    worker.pool.borrow_mut().remove(&key);
+    let _ = client.w.shutdown().await;
 }

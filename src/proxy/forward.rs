@@ -26,7 +26,8 @@ use crate::net::sys::{IdleState, idle_state};
 use crate::net::{DialError, PoolKey, ReadBuf, dial};
 
 use super::body::{self, ChunkMode, RelayError, write_within};
-use super::client::{Client, ConnCtx};
+use super::client::{Client, ConnCtx, InterceptSession};
+use super::stream::{UpRead, UpWrite};
 use super::worker::{Upstream, Worker};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
@@ -70,41 +71,57 @@ pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, P
     if head.expect_unsupported() {
         return Err(ProxyError::ExpectationFailed);
     }
-    match http1::parse_target(&head.method, head.target()).map_err(ProxyError::BadRequest)? {
-        Target::Absolute {
-            scheme: Scheme::Http,
-            authority,
-            host,
-            port,
-            path,
-        } => Ok(match ctx {
-            ConnCtx::Tunnel { origin } => Route {
-                host: Cow::Borrowed(&origin.host),
-                port: origin.port,
+    let target =
+        http1::parse_target(&head.method, head.target()).map_err(ProxyError::BadRequest)?;
+    let origin = match ctx {
+        ConnCtx::Proxy => None,
+        ConnCtx::Tunnel { origin } | ConnCtx::Intercepted { origin, .. } => Some(origin),
+    };
+    let tls = matches!(ctx, ConnCtx::Intercepted { .. });
+    match (target, origin) {
+        (
+            Target::Absolute {
+                scheme: Scheme::Http,
                 authority,
-                path,
-            },
-            ConnCtx::Proxy => Route {
                 host,
                 port,
-                authority,
                 path,
             },
+            None,
+        ) => Ok(Route {
+            host,
+            port,
+            authority,
+            path,
         }),
-        Target::Absolute {
-            scheme: Scheme::Https,
-            ..
-        } => Err(ProxyError::HttpsWithoutConnect),
-        Target::Origin(path) => match ctx {
-            ConnCtx::Tunnel { origin } => Ok(Route {
-                host: Cow::Borrowed(&origin.host),
-                port: origin.port,
-                authority: head.headers.get("host").unwrap_or(&origin.authority),
-                path: Cow::Borrowed(path),
-            }),
-            ConnCtx::Proxy => Err(ProxyError::NotProxyRequest),
-        },
-        Target::Asterisk | Target::Authority { .. } => Err(ProxyError::NotProxyRequest),
+        (
+            Target::Absolute {
+                scheme: Scheme::Https,
+                ..
+            },
+            None,
+        ) => Err(ProxyError::HttpsWithoutConnect),
+        (
+            Target::Absolute {
+                scheme,
+                authority,
+                path,
+                ..
+            },
+            Some(origin),
+        ) if (scheme == Scheme::Https) == tls => Ok(Route {
+            host: Cow::Borrowed(&origin.host),
+            port: origin.port,
+            authority,
+            path,
+        }),
+        (Target::Origin(path), Some(origin)) => Ok(Route {
+            host: Cow::Borrowed(&origin.host),
+            port: origin.port,
+            authority: head.headers.get("host").unwrap_or(&origin.authority),
+            path: Cow::Borrowed(path),
+        }),
+        _ => Err(ProxyError::NotProxyRequest),
     }
 }
 
@@ -133,7 +150,12 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
 ) -> Result<bool, Failure> {
     let route = route(head, ctx)?;
     let mut key = PoolKey::default();
-    key.set(&route.host, route.port);
+    match ctx {
+        ConnCtx::Intercepted { session, .. } => {
+            key.set_session(session.id, &route.host, route.port)
+        }
+        _ => key.set(&route.host, route.port),
+    }
 
     let mut req_out = Vec::with_capacity(head_capacity(head));
     let via = via_for(head.version);
@@ -160,7 +182,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
 
     let mut fresh_only = false;
     loop {
-        let mut up = upstream(worker, &route, &key, fresh_only).await?;
+        let mut up = upstream(worker, &route, &key, fresh_only, ctx).await?;
         let reused = up.reused;
         let sent = write_within(
             worker.cfg.timeouts.response,
@@ -235,7 +257,12 @@ async fn upstream(
     route: &Route<'_>,
     key: &PoolKey,
     fresh_only: bool,
+    ctx: ConnCtx<'_>,
 ) -> Result<Upstream, ProxyError> {
+    let session = match ctx {
+        ConnCtx::Intercepted { session, .. } => Some(session),
+        _ => None,
+    };
     if !fresh_only {
         loop {
             let Some(up) = worker.pool.borrow_mut().take(key, Instant::now()) else {
@@ -244,15 +271,44 @@ async fn upstream(
             // One non-blocking peek: a connection the origin closed, reset, or wrote
             // unsolicited bytes on while idle must not carry the next request (stray bytes
             // would be read as its response). A connection that dies between the peek and the
-            // write is still retried below when the request is replayable.
-            if idle_state(up.fd) == IdleState::Alive {
+            // write is still retried below when the request is replayable. A session's private
+            // TLS connection skips it: pending TLS records (session tickets) are normal there,
+            // and nobody else's bytes can be on it.
+            if session.is_some() || idle_state(up.fd) == IdleState::Alive {
                 return Ok(up);
             }
         }
     }
-    connect_to(worker, &route.host, route.port)
-        .await
-        .map(Upstream::new)
+    let stream = connect_to(worker, &route.host, route.port).await?;
+    match session {
+        None => Ok(Upstream::new(stream)),
+        Some(session) => connect_tls(worker, stream, session, &route.host, route.port).await,
+    }
+}
+
+/// TLS to an intercepted origin over a connected `stream`; a rejected certificate or failed
+/// handshake becomes a 502 whose body says why.
+pub async fn connect_tls(
+    worker: &Worker,
+    stream: TcpStream,
+    session: &InterceptSession,
+    host: &str,
+    port: u16,
+) -> Result<Upstream, ProxyError> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let tls = crate::mitm::tls::connect(
+        stream,
+        session.server_name.clone(),
+        session.tls.clone(),
+        worker.cfg.timeouts.connect,
+    )
+    .await
+    .map_err(|e| ProxyError::UpstreamTls {
+        target: format!("{host}:{port}"),
+        reason: e.to_string(),
+    })?;
+    let (r, w) = tls;
+    Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))
 }
 
 /// Resolve `host` (worker cache, else the blocking pool) and dial its addresses in turn.

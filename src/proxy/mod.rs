@@ -10,6 +10,7 @@ pub mod client;
 pub mod connect;
 pub mod forward;
 pub mod server;
+pub mod stream;
 pub mod worker;
 
 pub use server::{RunError, run};

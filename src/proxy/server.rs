@@ -13,6 +13,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::config::{Config, DEFAULT_DNS_THREADS};
+use crate::mitm::Interceptor;
 use crate::net::listener::bind_all;
 use crate::net::runtime::blocking_pool;
 use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
@@ -35,11 +36,10 @@ pub enum RunError {
     StartupTimeout(Duration),
     #[error("forced exit on second signal")]
     Forced,
-    #[error(
-        "interception is configured (rule {rule:?}) but this build cannot intercept TLS yet; \
-         remove --mitm / intercept rules to run as a tunnelling proxy"
-    )]
-    InterceptUnavailable { rule: String },
+    #[error("interception: {0}")]
+    Ca(#[from] crate::mitm::ca::CaError),
+    #[error("interception: {0}")]
+    UpstreamTls(#[from] crate::mitm::upstream::UpstreamTlsError),
 }
 
 /// What the main thread hears about: workers starting or failing, and signals.
@@ -52,13 +52,7 @@ pub enum Event {
 
 /// Run the proxy until SIGINT/SIGTERM; returns after a graceful drain.
 pub fn run(cfg: Config) -> Result<(), RunError> {
-    // Rules are parsed and validated already; until the TLS pipeline is wired in, refusing to
-    // start is the honest answer to "intercept this" (never a silent pass-through).
-    if let Some(rule) = cfg.rules.first_intercept_rule() {
-        return Err(RunError::InterceptUnavailable {
-            rule: rule.to_owned(),
-        });
-    }
+    let mitm = interceptor(&cfg)?;
     let cfg = Arc::new(cfg);
     let (tx, rx) = mpsc::channel::<Event>();
 
@@ -93,12 +87,12 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             listeners,
             stop: theirs,
         };
-        let (wcfg, wtx) = (cfg.clone(), tx.clone());
+        let (wcfg, wtx, wmitm) = (cfg.clone(), tx.clone(), mitm.clone());
         handles.push(spawn_worker(
             seed,
             opts.clone(),
             pool.clone(),
-            move |seed, driver| worker::run(seed, driver, wcfg, wtx),
+            move |seed, driver| worker::run(seed, driver, wcfg, wmitm, wtx),
         )?);
     }
     drop(tx);
@@ -180,4 +174,25 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Loads (or creates) the CA and builds the origin TLS configuration when a rule can intercept;
+/// `None` otherwise, so a plain proxy never touches the CA directory.
+fn interceptor(cfg: &Config) -> Result<Option<Arc<Interceptor>>, RunError> {
+    let Some(rule) = cfg.rules.first_intercept_rule() else {
+        return Ok(None);
+    };
+    let ca = crate::mitm::ca::load_or_create(&cfg.ca_dir)?;
+    if ca.created() {
+        tracing::warn!(path = %ca.cert_path().display(), "created a new root CA: trust it in clients (lynxio ca export)");
+    }
+    if cfg.insecure_upstream {
+        tracing::warn!(
+            "--insecure-upstream: origin certificates are NOT verified when intercepting"
+        );
+    }
+    let upstream =
+        crate::mitm::upstream::client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream)?;
+    tracing::info!(rule, ca = %ca.cert_path().display(), "TLS interception enabled");
+    Ok(Some(Arc::new(Interceptor { ca, upstream })))
 }

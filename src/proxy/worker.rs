@@ -13,16 +13,18 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, Splitable};
-use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use monoio::net::{TcpListener, TcpStream, UnixStream};
 use tracing::Instrument;
 
 use crate::config::Config;
+use crate::mitm::Interceptor;
+use crate::mitm::leaf::LeafCache;
 use crate::net::{ActiveDriver, Pool, ReadBuf, Resolver, WorkerSeed};
 use crate::tunnel::{TunnelConfig, TunnelPools};
 
 use super::client;
 use super::server::Event;
+use super::stream::{UpRead, UpWrite};
 
 /// Read buffer each upstream connection starts with.
 pub const UPSTREAM_BUF_SIZE: usize = 16 * 1024;
@@ -33,8 +35,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// A connection to an origin, split so a request body and the response can flow at once.
 pub struct Upstream {
-    pub r: TcpOwnedReadHalf,
-    pub w: TcpOwnedWriteHalf,
+    pub r: UpRead,
+    pub w: UpWrite,
     pub buf: ReadBuf,
     pub fd: RawFd,
     /// Taken from the pool rather than freshly dialed.
@@ -45,6 +47,11 @@ impl Upstream {
     pub fn new(stream: TcpStream) -> Self {
         let fd = stream.as_raw_fd();
         let (r, w) = stream.into_split();
+        Upstream::from_parts(UpRead::Tcp(r), UpWrite::Tcp(w), fd)
+    }
+
+    /// An origin connection from already-split halves (TLS) and its socket's fd.
+    pub fn from_parts(r: UpRead, w: UpWrite, fd: RawFd) -> Self {
         Upstream {
             r,
             w,
@@ -64,6 +71,10 @@ pub struct Worker {
     /// How CONNECT tunnels relay, and the worker's pipes and buffers they borrow while bytes flow.
     pub tunnel_cfg: TunnelConfig,
     pub tunnel_pools: TunnelPools,
+    /// Interception (CA, origin TLS config) when a rule can intercept; shared read-only.
+    pub mitm: Option<Arc<Interceptor>>,
+    /// This worker's minted leaf certificates.
+    pub leaves: RefCell<LeafCache>,
     /// Set when shutdown starts: finish the current request, then close.
     pub shutting_down: Cell<bool>,
     /// Requests between their first byte and their last response byte.
@@ -81,7 +92,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Worker {
-    pub fn new(index: usize, cfg: Arc<Config>) -> Self {
+    pub fn new(index: usize, cfg: Arc<Config>, mitm: Option<Arc<Interceptor>>) -> Self {
         let tunnel_cfg = TunnelConfig {
             idle_timeout: cfg.timeouts.tunnel_idle,
             pipe_size: cfg.pipe_size,
@@ -92,12 +103,21 @@ impl Worker {
             dns: Resolver::new(&cfg.resolve, cfg.dns_ttl),
             pool: RefCell::new(Pool::new(cfg.pool_max_per_host, cfg.timeouts.upstream_idle)),
             tunnel_pools: TunnelPools::new(&tunnel_cfg),
+            mitm,
+            leaves: RefCell::new(LeafCache::new()),
             tunnel_cfg,
             cfg,
             shutting_down: Cell::new(false),
             in_flight: Cell::new(0),
             next_conn_id: Cell::new(0),
         }
+    }
+
+    /// A worker-unique id (connections, intercepted sessions).
+    pub fn next_id(&self) -> u64 {
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        id
     }
 
     /// Count a request as in flight until the guard drops.
@@ -108,7 +128,13 @@ impl Worker {
 }
 
 /// The worker's whole life on its runtime.
-pub async fn run(seed: WorkerSeed, driver: ActiveDriver, cfg: Arc<Config>, events: Sender<Event>) {
+pub async fn run(
+    seed: WorkerSeed,
+    driver: ActiveDriver,
+    cfg: Arc<Config>,
+    mitm: Option<Arc<Interceptor>>,
+    events: Sender<Event>,
+) {
     let index = seed.index;
     let setup = || -> std::io::Result<(Vec<TcpListener>, UnixStream)> {
         let listeners = seed
@@ -129,7 +155,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, cfg: Arc<Config>, event
             return;
         }
     };
-    let worker = Rc::new(Worker::new(index, cfg));
+    let worker = Rc::new(Worker::new(index, cfg, mitm));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
@@ -177,8 +203,7 @@ async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let id = worker.next_conn_id.get();
-                worker.next_conn_id.set(id + 1);
+                let id = worker.next_id();
                 let span = tracing::info_span!("conn", w = worker.index, id, %peer);
                 monoio::spawn(client::serve_tcp(worker.clone(), stream).instrument(span));
             }

@@ -1,0 +1,678 @@
+//! TLS interception (MITM), black-box: a local rustls origin whose certificate is signed by a
+//! test CA (trusted by lynxio through `--upstream-ca`), and a rustls client that trusts only
+//! lynxio's root (`--ca-dir DIR/ca.pem`). For a `--mitm`-selected CONNECT target the client's
+//! handshake completes against a leaf minted for its SNI (DNS SAN) or for the CONNECT host (IP
+//! SAN when there is no SNI), ALPN falls back to http/1.1, and decrypted requests (GET, a
+//! 100 KiB POST, keep-alive) get what a direct client gets plus `Via`. An origin lynxio cannot
+//! verify gives a 502 naming the certificate problem (unless `--insecure-upstream`), a
+//! non-selected host is tunnelled untouched (the client sees the origin's own certificate), and
+//! the root CA survives a restart.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::*;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+use x509_parser::extensions::GeneralName;
+
+/// The one acceptable answer to a CONNECT whose origin is reachable.
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
+/// Size of the POST body sent through the interception.
+const POST_LEN: usize = 100 * 1024;
+
+/// A client-side TLS stream over the proxy connection.
+type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+// ---- PKI ----
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A path under the temp dir unique to this process, test and driver (removed first).
+fn temp_path(name: &str, driver: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "lynxio-mitm-{}-{name}-{driver}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&p);
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
+
+// ---- the TLS origin ----
+
+/// A TLS origin on 127.0.0.1 with a certificate for `localhost` and IP 127.0.0.1 signed by a
+/// fresh test CA. It answers every request with `200`, a body `METHOD TARGET` (followed by a
+/// newline and the request body when there is one), and `X-Sni:` the SNI it received (`-` for
+/// none); keep-alive.
+struct TlsOrigin {
+    origin: Origin,
+    /// The test CA's certificate PEM, written to a file for `--upstream-ca`.
+    ca_file: PathBuf,
+    ca_der: CertificateDer<'static>,
+    /// The origin's own leaf, as presented on the wire.
+    leaf_der: CertificateDer<'static>,
+    /// Requests answered so far (all connections).
+    requests: Arc<AtomicUsize>,
+}
+
+impl TlsOrigin {
+    fn start(name: &str, driver: &str) -> TlsOrigin {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.distinguished_name = DistinguishedName::new();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "lynxio mitm test origin CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca cert");
+        let leaf_key = KeyPair::generate().expect("leaf key");
+        let mut leaf_params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("leaf params");
+        leaf_params
+            .distinguished_name
+            .push(DnType::CommonName, "localhost");
+        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
+        let leaf_der = leaf.der().clone();
+        let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![leaf_der.clone()], PrivateKeyDer::Pkcs8(key))
+            .expect("server config");
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let cfg = Arc::new(cfg);
+
+        let ca_file = temp_path(&format!("{name}-origin-ca.pem"), driver);
+        std::fs::write(&ca_file, ca.pem()).expect("write test CA");
+
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        let origin = Origin::start(move |sock| {
+            let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) else {
+                return;
+            };
+            let mut r = Reader::new(StreamOwned::new(conn, sock));
+            for _ in 0..10_000 {
+                // A failed handshake or EOF ends the connection.
+                let Some(req) = r.request() else { return };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let sni = r.get_mut().conn.server_name().unwrap_or("-").to_owned();
+                let mut body = format!("{} {}", req.method, req.target).into_bytes();
+                if !req.body.is_empty() {
+                    body.push(b'\n');
+                    body.extend_from_slice(&req.body);
+                }
+                let mut resp = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Sni: {sni}\r\n\
+                     Content-Length: {}\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                resp.extend_from_slice(&body);
+                let s = r.get_mut();
+                if s.write_all(&resp).and_then(|()| s.flush()).is_err() {
+                    return;
+                }
+                if req
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                {
+                    s.conn.send_close_notify();
+                    let _ = s.flush();
+                    return;
+                }
+            }
+        });
+        TlsOrigin {
+            origin,
+            ca_file,
+            ca_der: ca.der().clone(),
+            leaf_der,
+            requests,
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.origin.addr.port()
+    }
+
+    /// `--resolve` flag value mapping `localhost:PORT` to 127.0.0.1.
+    fn resolve(&self) -> String {
+        format!("localhost:{}:127.0.0.1", self.port())
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for TlsOrigin {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.ca_file);
+    }
+}
+
+// ---- the client ----
+
+fn roots_of(ders: &[CertificateDer<'static>]) -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    for der in ders {
+        roots.add(der.clone()).expect("add root");
+    }
+    roots
+}
+
+/// lynxio's root CA as written to `DIR/ca.pem`.
+fn lynxio_ca(dir: &Path) -> CertificateDer<'static> {
+    let path = dir.join("ca.pem");
+    assert!(
+        path.exists(),
+        "{} was not created at startup with interception configured",
+        path.display()
+    );
+    CertificateDer::from_pem_file(&path)
+        .unwrap_or_else(|e| panic!("{} is not a PEM certificate: {e}", path.display()))
+}
+
+fn client_config(roots: RootCertStore) -> Arc<ClientConfig> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+/// Reads the proxy's answer to a CONNECT, which must be exactly [`ESTABLISHED`] with nothing
+/// behind it (the client speaks first in TLS).
+fn read_established(s: &mut TcpStream) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte, so no TLS byte is consumed by mistake.
+    for _ in 0..4096 {
+        if buf.len() >= ESTABLISHED.len() || buf.ends_with(b"\r\n\r\n") {
+            break;
+        }
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => buf.push(byte[0]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => panic!(
+                "no complete answer to CONNECT ({e}); got {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+        }
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&buf),
+        String::from_utf8_lossy(ESTABLISHED),
+        "the answer to CONNECT"
+    );
+}
+
+/// CONNECT `target` through `proxy`, then a TLS handshake as `name` with `roots` and ALPN
+/// `[h2, http/1.1]`. `Err` carries the handshake error.
+fn tls_through(
+    proxy: &Proxy,
+    target: &str,
+    name: &str,
+    roots: RootCertStore,
+) -> Result<Tls, String> {
+    let mut sock = proxy.connect();
+    sock.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .expect("write CONNECT");
+    read_established(&mut sock);
+    tls_over(sock, name, roots)
+}
+
+/// A TLS handshake as `name` over `sock`.
+fn tls_over(sock: TcpStream, name: &str, roots: RootCertStore) -> Result<Tls, String> {
+    let server_name = ServerName::try_from(name.to_owned()).expect("server name");
+    let conn = ClientConnection::new(client_config(roots), server_name).expect("client conn");
+    let mut tls = StreamOwned::new(conn, sock);
+    for _ in 0..100 {
+        if !tls.conn.is_handshaking() {
+            return Ok(tls);
+        }
+        match tls.conn.complete_io(&mut tls.sock) {
+            Ok((0, 0)) if tls.conn.is_handshaking() => {
+                return Err("EOF during the TLS handshake".to_owned());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Err("the TLS handshake did not finish".to_owned())
+}
+
+/// Sends one request (origin-form, `Host: host`) and reads the final response.
+fn request(r: &mut Reader<Tls>, method: &str, path: &str, host: &str, body: &[u8]) -> Message {
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    if method == "POST" {
+        req.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    let s = r.get_mut();
+    s.write_all(&bytes)
+        .and_then(|()| s.flush())
+        .unwrap_or_else(|e| panic!("{method} {path}: write: {e}"));
+    r.final_response(method)
+        .unwrap_or_else(|| panic!("{method} {path}: no complete response"))
+        .1
+}
+
+/// The SANs of a DER certificate: (DNS names, IP addresses as raw bytes).
+fn sans(der: &CertificateDer<'_>) -> (Vec<String>, Vec<Vec<u8>>) {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).expect("parse the presented leaf");
+    let mut dns = Vec::new();
+    let mut ips = Vec::new();
+    if let Some(ext) = cert
+        .subject_alternative_name()
+        .expect("well-formed SAN extension")
+    {
+        for n in &ext.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                GeneralName::IPAddress(ip) => ips.push(ip.to_vec()),
+                _ => {}
+            }
+        }
+    }
+    (dns, ips)
+}
+
+fn presented_leaf(tls: &Tls) -> CertificateDer<'static> {
+    tls.conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .expect("the server presented a certificate")
+        .clone()
+}
+
+fn assert_via(m: &Message, what: &str) {
+    assert!(
+        m.header("via").is_some_and(|v| v.contains("lynxio")),
+        "{what}: intercepted response without `Via: 1.1 lynxio`: {:?}",
+        String::from_utf8_lossy(&m.raw_head)
+    );
+}
+
+/// What a direct client (trusting the test CA, SNI localhost) gets for one request.
+fn direct(origin: &TlsOrigin, method: &str, path: &str, body: &[u8]) -> Message {
+    let tls = tls_over(
+        connect(origin.origin.addr),
+        "localhost",
+        roots_of(std::slice::from_ref(&origin.ca_der)),
+    )
+    .expect("direct handshake with the origin");
+    let mut r = Reader::new(tls);
+    request(&mut r, method, path, "localhost", body)
+}
+
+// ---- tests ----
+
+/// CONNECT localhost:PORT (resolved to 127.0.0.1), TLS with SNI localhost and ALPN h2+http/1.1:
+/// lynxio's leaf for localhost, http/1.1 selected, GET then a 100 KiB POST then GET on the same
+/// connection, each answered as directly plus `Via`; the origin saw SNI localhost.
+fn intercept_dns_name(driver: &str) {
+    let origin = TlsOrigin::start("dns", driver);
+    let dir = temp_path("dns-ca", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--mitm",
+            "localhost",
+            "--ca-dir",
+            path_str(&dir),
+            "--upstream-ca",
+            path_str(&origin.ca_file),
+            "--resolve",
+            &origin.resolve(),
+        ],
+    );
+    let ca = lynxio_ca(&dir);
+    let target = format!("localhost:{}", origin.port());
+    let tls = tls_through(
+        &proxy,
+        &target,
+        "localhost",
+        roots_of(std::slice::from_ref(&ca)),
+    )
+    .unwrap_or_else(|e| panic!("handshake with lynxio trusting only DIR/ca.pem: {e}"));
+    assert_eq!(
+        tls.conn.alpn_protocol(),
+        Some(&b"http/1.1"[..]),
+        "ALPN offered [h2, http/1.1]: lynxio must select http/1.1"
+    );
+    let leaf = presented_leaf(&tls);
+    assert_ne!(leaf, origin.leaf_der, "the origin's own leaf was presented");
+    let (dns, _) = sans(&leaf);
+    assert!(
+        dns.iter().any(|d| d == "localhost"),
+        "the leaf's DNS SANs {dns:?} lack localhost"
+    );
+
+    let body = pseudo_random_bytes(POST_LEN, 5);
+    let mut r = Reader::new(tls);
+    let steps: [(&str, &str, &[u8]); 3] = [
+        ("GET", "/a", b""),
+        ("POST", "/b", &body),
+        ("GET", "/c?x=1", b""),
+    ];
+    for (method, path, req_body) in steps {
+        let what = format!("{method} {path}");
+        let got = request(&mut r, method, path, &target, req_body);
+        let want = direct(&origin, method, path, req_body);
+        assert_eq!(
+            got.status,
+            200,
+            "{what}: {:?}",
+            String::from_utf8_lossy(&got.raw_head)
+        );
+        assert_eq!(
+            got.status, want.status,
+            "{what}: status differs from direct"
+        );
+        assert!(
+            got.body == want.body,
+            "{what}: body differs from direct ({} vs {} bytes; starts {:?})",
+            got.body.len(),
+            want.body.len(),
+            String::from_utf8_lossy(&got.body[..got.body.len().min(60)])
+        );
+        assert_eq!(
+            got.header("x-sni"),
+            Some("localhost"),
+            "{what}: lynxio's upstream SNI must be the client's"
+        );
+        assert_via(&got, &what);
+    }
+    drop(r);
+
+    // A second intercepted connection to the same host gets the cached leaf (one worker).
+    let again = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+        .unwrap_or_else(|e| panic!("second handshake with lynxio: {e}"));
+    assert!(
+        presented_leaf(&again) == leaf,
+        "a second connection to localhost got a different leaf: the leaf cache was not used"
+    );
+    let mut r = Reader::new(again);
+    let got = request(&mut r, "GET", "/second", &target, b"");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body_str(), "GET /second");
+    assert_via(&got, "GET /second");
+    drop(r);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// CONNECT 127.0.0.1:PORT with a client that sends no SNI (IP server name): the leaf carries
+/// the IP SAN 127.0.0.1 and a request works.
+fn intercept_ip_without_sni(driver: &str) {
+    let origin = TlsOrigin::start("ip", driver);
+    let dir = temp_path("ip-ca", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--mitm",
+            "127.0.0.1",
+            "--ca-dir",
+            path_str(&dir),
+            "--upstream-ca",
+            path_str(&origin.ca_file),
+        ],
+    );
+    let ca = lynxio_ca(&dir);
+    let target = origin.origin.addr.to_string();
+    let tls = tls_through(&proxy, &target, "127.0.0.1", roots_of(&[ca]))
+        .unwrap_or_else(|e| panic!("handshake (no SNI) with lynxio: {e}"));
+    let leaf = presented_leaf(&tls);
+    let (dns, ips) = sans(&leaf);
+    assert!(
+        ips.iter().any(|ip| ip == &[127, 0, 0, 1]),
+        "the leaf's IP SANs {ips:?} lack 127.0.0.1 (DNS SANs: {dns:?})"
+    );
+    let mut r = Reader::new(tls);
+    let got = request(&mut r, "GET", "/ip", &target, b"");
+    assert_eq!(
+        got.status,
+        200,
+        "{:?}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    assert_eq!(got.body_str(), "GET /ip");
+    assert_eq!(
+        got.body,
+        direct(&origin, "GET", "/ip", b"").body,
+        "body differs from direct"
+    );
+    assert_via(&got, "GET /ip");
+    drop(r);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `--upstream-ca` the origin's certificate cannot be verified: the client's handshake
+/// with lynxio still completes and its request gets a 502 naming the certificate problem; the
+/// origin never sees a request.
+fn untrusted_upstream_is_502(driver: &str) {
+    let origin = TlsOrigin::start("untrusted", driver);
+    let dir = temp_path("untrusted-ca", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--mitm",
+            "localhost",
+            "--ca-dir",
+            path_str(&dir),
+            "--resolve",
+            &origin.resolve(),
+        ],
+    );
+    let ca = lynxio_ca(&dir);
+    let target = format!("localhost:{}", origin.port());
+    let mut tls = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+        .unwrap_or_else(|e| panic!("the client's handshake with lynxio must succeed: {e}"));
+    // lynxio may answer before reading the request: a failed write is fine, the read decides.
+    let _ = tls
+        .write_all(format!("GET /x HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .and_then(|()| tls.flush());
+    let mut r = Reader::new(tls);
+    let (_, got) = r
+        .final_response("GET")
+        .expect("a response to the request over an unverifiable origin");
+    let body = got.body_str();
+    assert_eq!(
+        got.status,
+        502,
+        "{:?} {body:?}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    let lower = body.to_ascii_lowercase();
+    assert!(
+        lower.contains("certificate")
+            || lower.contains("unknownissuer")
+            || lower.contains("issuer"),
+        "the 502 body should name the certificate problem: {body:?}"
+    );
+    assert!(body.len() < 1024, "the 502 body should be short: {body:?}");
+    assert!(
+        got.header("content-type")
+            .is_some_and(|v| v.starts_with("text/plain")),
+        "the 502 should be text/plain: {:?}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    assert!(
+        got.header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close")),
+        "the 502 should close the connection: {:?}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    assert_eq!(
+        origin.requests(),
+        0,
+        "the origin must not receive the request"
+    );
+    drop(r);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--insecure-upstream` (no `--upstream-ca`): the same origin is reached, with a warning.
+fn insecure_upstream_works(driver: &str) {
+    let origin = TlsOrigin::start("insecure", driver);
+    let dir = temp_path("insecure-ca", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--mitm",
+            "localhost",
+            "--ca-dir",
+            path_str(&dir),
+            "--insecure-upstream",
+            "--resolve",
+            &origin.resolve(),
+        ],
+    );
+    let ca = lynxio_ca(&dir);
+    let target = format!("localhost:{}", origin.port());
+    let tls = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+        .unwrap_or_else(|e| panic!("handshake with lynxio: {e}"));
+    let mut r = Reader::new(tls);
+    let got = request(&mut r, "GET", "/insecure", &target, b"");
+    assert_eq!(
+        got.status,
+        200,
+        "{:?} {:?}",
+        String::from_utf8_lossy(&got.raw_head),
+        got.body_str()
+    );
+    assert_eq!(got.body_str(), "GET /insecure");
+    assert_via(&got, "GET /insecure");
+    drop(r);
+    let log = proxy.stop_and_log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("WARN") && l.to_ascii_lowercase().contains("insecure")),
+        "--insecure-upstream must be warned about; log:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--mitm "*.example.test"` does not select localhost: the tunnel is untouched, so the client
+/// needs the TEST CA and sees the origin's own leaf, and the response carries no `Via`.
+fn unselected_host_is_tunnelled(driver: &str) {
+    let origin = TlsOrigin::start("unselected", driver);
+    let dir = temp_path("unselected-ca", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--mitm",
+            "*.example.test",
+            "--ca-dir",
+            path_str(&dir),
+            "--upstream-ca",
+            path_str(&origin.ca_file),
+            "--resolve",
+            &origin.resolve(),
+        ],
+    );
+    let target = format!("localhost:{}", origin.port());
+    let tls = tls_through(
+        &proxy,
+        &target,
+        "localhost",
+        roots_of(std::slice::from_ref(&origin.ca_der)),
+    )
+    .unwrap_or_else(|e| panic!("a tunnelled handshake trusting only the test CA: {e}"));
+    assert!(
+        presented_leaf(&tls) == origin.leaf_der,
+        "the client must see the origin's own certificate"
+    );
+    let mut r = Reader::new(tls);
+    let got = request(&mut r, "GET", "/plain", &target, b"");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body_str(), "GET /plain");
+    assert!(
+        got.header("via").is_none(),
+        "a tunnelled TLS response must be untouched: {:?}",
+        String::from_utf8_lossy(&got.raw_head)
+    );
+    drop(r);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The root CA is created once in `--ca-dir` and reused by the next run: same `ca.pem`, key
+/// mode 0600, and the second run's leaves chain to the first run's certificate.
+fn ca_persists_across_restarts(driver: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let origin = TlsOrigin::start("persist", driver);
+    let dir = temp_path("persist-ca", driver);
+    let resolve = origin.resolve();
+    let flags = [
+        "--mitm",
+        "*",
+        "--ca-dir",
+        path_str(&dir),
+        "--upstream-ca",
+        path_str(&origin.ca_file),
+        "--resolve",
+        &resolve,
+    ];
+    let first = Proxy::start(driver, &flags);
+    let pem1 =
+        std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem after the first start");
+    assert!(pem1.contains("BEGIN CERTIFICATE"), "{pem1}");
+    let mode = std::fs::metadata(dir.join("ca-key.pem"))
+        .expect("DIR/ca-key.pem")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "ca-key.pem mode {mode:o}");
+    drop(first);
+
+    let second = Proxy::start(driver, &flags);
+    let pem2 = std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem after the restart");
+    assert_eq!(pem1, pem2, "the CA changed across a restart");
+    let ca1 = CertificateDer::from_pem_slice(pem1.as_bytes()).expect("PEM");
+    let target = format!("localhost:{}", origin.port());
+    let tls = tls_through(&second, &target, "localhost", roots_of(&[ca1]))
+        .unwrap_or_else(|e| panic!("the restarted proxy's leaf must chain to the first CA: {e}"));
+    let mut r = Reader::new(tls);
+    let got = request(&mut r, "GET", "/again", &target, b"");
+    assert_eq!(got.status, 200);
+    assert_eq!(got.body_str(), "GET /again");
+    drop(r);
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+drivers!(
+    intercept_dns_name,
+    intercept_ip_without_sni,
+    untrusted_upstream_is_502,
+    insecure_upstream_works,
+    unselected_host_is_tunnelled,
+    ca_persists_across_restarts,
+);
