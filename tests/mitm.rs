@@ -668,7 +668,64 @@ fn ca_persists_across_restarts(driver: &str) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `http://lynxio.ca/` is answered by lynxio itself: a page on trusting the CA, the CA PEM at
+/// `/cert` (byte-identical to DIR/ca.pem), 404 for other paths, 405 for other methods, all on
+/// one keep-alive connection. Without interception there is no CA to hand out.
+fn lynxio_ca_page(driver: &str) {
+    let dir = temp_path("ca-page", driver);
+    let proxy = Proxy::start(
+        driver,
+        &["--mitm", "*.example.test", "--ca-dir", path_str(&dir)],
+    );
+    let pem = std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem");
+    let mut c = Reader::new(proxy.connect());
+    let get =
+        |path: &str| format!("GET http://lynxio.ca{path} HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n");
+    let page = roundtrip(&mut c, "GET", get("/").as_bytes());
+    assert_eq!(page.status, 200);
+    assert!(
+        page.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
+    assert!(page.body_str().contains("/cert") && page.body_str().contains("Firefox"));
+    let cert = roundtrip(&mut c, "GET", get("/cert").as_bytes());
+    assert_eq!(cert.status, 200);
+    assert_eq!(cert.body_str(), pem);
+    assert_eq!(cert.header("content-type"), Some("application/x-pem-file"));
+    let head = roundtrip(
+        &mut c,
+        "HEAD",
+        b"HEAD http://lynxio.ca/cert HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n",
+    );
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty());
+    assert_eq!(
+        roundtrip(&mut c, "GET", get("/nope").as_bytes()).status,
+        404
+    );
+    let post = roundtrip(
+        &mut c,
+        "POST",
+        b"POST http://lynxio.ca/ HTTP/1.1\r\nHost: lynxio.ca\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert_eq!(post.status, 405);
+    drop(c);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let plain = Proxy::start(driver, &[]);
+    let mut c = Reader::new(plain.connect());
+    assert_eq!(
+        roundtrip(&mut c, "GET", get("/cert").as_bytes()).status,
+        404
+    );
+    let page = roundtrip(&mut c, "GET", get("/").as_bytes());
+    assert!(page.body_str().contains("--mitm"), "{}", page.body_str());
+}
+
 drivers!(
+    lynxio_ca_page,
     intercept_dns_name,
     intercept_ip_without_sni,
     untrusted_upstream_is_502,

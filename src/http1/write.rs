@@ -174,18 +174,57 @@ pub fn write_simple_response(
     body: &str,
     close: bool,
 ) {
-    out.reserve(128 + reason.len() + body.len());
-    status_line(out, status, reason.as_bytes());
-    field(out, b"Content-Type", b"text/plain; charset=utf-8");
+    let mut text = Vec::with_capacity(body.len() + 1);
+    text.extend_from_slice(body.as_bytes());
+    text.push(b'\n');
+    write_local_response(
+        out,
+        &LocalResponse {
+            status,
+            reason,
+            content_type: b"text/plain; charset=utf-8",
+            extra: &[],
+            body: &text,
+            close,
+            head_only: false,
+        },
+    );
+}
+
+/// A complete response lynxio makes itself (errors, its own pages).
+#[derive(Debug)]
+pub struct LocalResponse<'a> {
+    pub status: u16,
+    pub reason: &'a str,
+    pub content_type: &'a [u8],
+    /// More header fields, written as given (names and values must be valid).
+    pub extra: &'a [(&'a [u8], &'a [u8])],
+    pub body: &'a [u8],
+    /// Add `Connection: close`.
+    pub close: bool,
+    /// HEAD: the head only (Content-Length still that of the body).
+    pub head_only: bool,
+}
+
+/// Writes a [`LocalResponse`]: status line, Content-Type, Content-Length, the extra fields,
+/// `Connection: close` if asked, then the body unless `head_only`.
+pub fn write_local_response(out: &mut Vec<u8>, r: &LocalResponse) {
+    out.reserve(160 + r.reason.len() + r.body.len());
+    status_line(out, r.status, r.reason.as_bytes());
+    field(out, b"Content-Type", r.content_type);
     out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, body.len() as u64 + 1);
+    push_decimal(out, r.body.len() as u64);
     out.extend_from_slice(b"\r\n");
-    if close {
+    for (name, value) in r.extra {
+        field(out, name, value);
+    }
+    if r.close {
         field(out, b"Connection", b"close");
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body.as_bytes());
-    out.push(b'\n');
+    if !r.head_only {
+        out.extend_from_slice(r.body);
+    }
 }
 
 /// A 1xx interim response to forward (e.g. 100 Continue, 103 Early Hints): status line and

@@ -27,6 +27,7 @@ use crate::net::{DialError, PoolKey, ReadBuf, dial};
 
 use super::body::{self, ChunkMode, RelayError, write_within};
 use super::client::{Client, ConnCtx, InterceptSession};
+use super::local;
 use super::stream::{UpRead, UpWrite};
 use super::worker::{Upstream, Worker};
 
@@ -149,6 +150,9 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     ctx: ConnCtx<'_>,
 ) -> Result<bool, Failure> {
     let route = route(head, ctx)?;
+    if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
+        return local::answer(worker, client, head, &route).await;
+    }
     let mut key = PoolKey::default();
     match ctx {
         ConnCtx::Intercepted { session, .. } => {

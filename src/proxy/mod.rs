@@ -9,6 +9,7 @@ pub mod body;
 pub mod client;
 pub mod connect;
 pub mod forward;
+pub mod local;
 pub mod server;
 pub mod stream;
 pub mod worker;

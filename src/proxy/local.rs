@@ -1,0 +1,120 @@
+//! Requests lynxio answers itself instead of forwarding: `http://lynxio.ca/` (like mitm.it) —
+//! a short page on trusting lynxio's root CA on Linux, macOS, Windows and Firefox, and the CA
+//! certificate itself at `/cert`. Reached through the proxy like any site
+//! (`curl -x http://127.0.0.1:8080 http://lynxio.ca/cert`); only plain HTTP, only GET/HEAD.
+
+use monoio::io::AsyncWriteRent;
+
+use crate::http1::{self, BodyKind, LocalResponse, Method, RequestHead, Version};
+use crate::net::buf::write_vec;
+
+use super::body::write_within;
+use super::client::Client;
+use super::forward::{Failure, Route};
+use super::worker::Worker;
+use crate::error::ProxyError;
+
+/// Extra header fields of a local response.
+type Fields<'a> = &'a [(&'a [u8], &'a [u8])];
+
+/// The host lynxio serves its own pages on.
+pub const HOST: &str = "lynxio.ca";
+
+/// Whether `route` is for lynxio itself.
+pub fn is_local(route: &Route<'_>) -> bool {
+    route.host == HOST
+}
+
+const PAGE_HEAD: &str = "<!doctype html><html><head><meta charset=\"utf-8\">\
+<title>lynxio CA</title></head><body><h1>lynxio root CA</h1>";
+
+const PAGE_TRUST: &str = "<p><a href=\"/cert\">Download the CA certificate</a> (PEM), then \
+trust it where your client looks:</p><ul>\
+<li><b>Linux</b> (Debian/Ubuntu): <code>sudo cp lynxio-ca.pem \
+/usr/local/share/ca-certificates/lynxio-ca.crt &amp;&amp; sudo update-ca-certificates</code>; \
+Fedora: <code>sudo cp lynxio-ca.pem /etc/pki/ca-trust/source/anchors/ &amp;&amp; \
+sudo update-ca-trust</code></li>\
+<li><b>macOS</b>: <code>sudo security add-trusted-cert -d -r trustRoot -k \
+/Library/Keychains/System.keychain lynxio-ca.pem</code></li>\
+<li><b>Windows</b>: <code>certutil -addstore -f ROOT lynxio-ca.pem</code> (as administrator)</li>\
+<li><b>Firefox</b>: Settings → Privacy &amp; Security → Certificates → View Certificates → \
+Authorities → Import, tick “Trust this CA to identify websites”</li>\
+<li><b>curl</b>: <code>curl --cacert lynxio-ca.pem …</code></li></ul>\
+<p>Only trust a CA whose key you control: whoever holds it can impersonate any site to you.</p>";
+
+const PAGE_NO_CA: &str = "<p>Interception is not enabled, so no CA is loaded. Start lynxio \
+with <code>--mitm GLOB</code>, or run <code>lynxio ca export</code> to create and print the CA.</p>";
+
+const PAGE_TAIL: &str = "</body></html>\n";
+
+/// Answer a request for `lynxio.ca`. Ok(true): the client connection may serve another.
+pub async fn answer<R, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    route: &Route<'_>,
+) -> Result<bool, Failure> {
+    let head_only = head.method == Method::Head;
+    // A request body is not read here: close afterwards so it is never taken for a request.
+    let close = head.body != BodyKind::Empty
+        || head.version == Version::Http10
+        || head.conn.close
+        || worker.shutting_down.get();
+    let path = route.path.split(|&b| b == b'?').next().unwrap_or_default();
+    let ca = worker.mitm.as_ref().map(|m| &m.ca);
+    let page;
+    let (status, content_type, extra, body): (u16, &[u8], Fields<'_>, &[u8]) =
+        match (&head.method, path, ca) {
+            (Method::Get | Method::Head, b"/", _) => {
+                page = format!(
+                    "{PAGE_HEAD}{}{PAGE_TAIL}",
+                    if ca.is_some() { PAGE_TRUST } else { PAGE_NO_CA }
+                );
+                (200, b"text/html; charset=utf-8", &[], page.as_bytes())
+            }
+            (Method::Get | Method::Head, b"/cert" | b"/lynxio-ca.pem", Some(ca)) => (
+                200,
+                b"application/x-pem-file",
+                &[(
+                    b"Content-Disposition",
+                    b"attachment; filename=\"lynxio-ca.pem\"",
+                )],
+                ca.cert_pem().as_bytes(),
+            ),
+            (Method::Get | Method::Head, b"/cert" | b"/lynxio-ca.pem", None) => (
+                404,
+                b"text/plain; charset=utf-8",
+                &[],
+                b"no CA loaded: interception is not enabled (--mitm)\n",
+            ),
+            (Method::Get | Method::Head, _, _) => {
+                (404, b"text/plain; charset=utf-8", &[], b"not found\n")
+            }
+            _ => (
+                405,
+                b"text/plain; charset=utf-8",
+                &[(b"Allow", b"GET, HEAD")],
+                b"lynxio.ca answers GET and HEAD only\n",
+            ),
+        };
+    client.out.clear();
+    http1::write_local_response(
+        &mut client.out,
+        &LocalResponse {
+            status,
+            reason: http1::reason_phrase(status),
+            content_type,
+            extra,
+            body,
+            close,
+            head_only,
+        },
+    );
+    write_within(
+        worker.cfg.timeouts.client_idle,
+        write_vec(&mut client.w, &mut client.out),
+    )
+    .await
+    .map_err(|e| Failure::from(ProxyError::ClientIo(e)))?;
+    Ok(!close)
+}
