@@ -1,0 +1,362 @@
+//! Load generator for HTTPS through an intercepting (MITM) proxy, used by
+//! `scripts/bench-mitm.sh`:
+//!
+//! - `origin CA_PATH` starts an HTTPS origin on 127.0.0.1 (rustls; an ECDSA P-256 leaf for
+//!   `localhost` and IP 127.0.0.1 signed by a throwaway CA whose PEM it writes to CA_PATH),
+//!   prints `port <PORT>` once it accepts, and serves until killed. Every request gets `200`
+//!   with a 100-byte body; keep-alive unless the request says `Connection: close`.
+//! - `load PROXY ORIGIN_PORT CA_PEM keepalive|handshake CONNS SECONDS [K]` runs CONNS client
+//!   threads for SECONDS. Each opens a connection to PROXY, sends `CONNECT 127.0.0.1:PORT`,
+//!   does a TLS handshake with SNI `localhost` trusting only CA_PEM (the proxy's root), then
+//!   either sends up to K keep-alive GETs (keepalive; K defaults to 1000) or one GET with
+//!   `Connection: close` (handshake; client-side session resumption is off, so every
+//!   connection is a full handshake), and starts over. Prints `rps <requests/s> errors <n>`.
+//!
+//! Plain std threads, blocking sockets and rustls; one reused buffer per thread. It is not part
+//! of lynxio itself.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
+};
+use rustls::client::Resumption;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+
+const BODY_LEN: usize = 100;
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_HEAD: usize = 16 * 1024;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("origin") if args.len() == 2 => origin(&args[1]),
+        Some("load") if args.len() == 7 || args.len() == 8 => load(&args[1..]),
+        _ => Err("usage: mitm_load origin CA_PATH | \
+                  load PROXY ORIGIN_PORT CA_PEM keepalive|handshake CONNS SECONDS [K]"
+            .to_owned()),
+    };
+    if let Err(e) = result {
+        eprintln!("mitm_load: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
+    move |e| format!("{what}: {e}")
+}
+
+// ---- origin ----
+
+fn origin(ca_path: &str) -> Result<(), String> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca params"))?;
+    ca_params.distinguished_name = DistinguishedName::new();
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "mitm_load origin CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().map_err(err("ca key"))?;
+    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err("ca cert"))?;
+    let leaf_key = KeyPair::generate().map_err(err("leaf key"))?;
+    let mut leaf_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .map_err(err("leaf params"))?;
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf = leaf_params
+        .signed_by(&leaf_key, &ca)
+        .map_err(err("leaf cert"))?;
+    let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(err("versions"))?
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.der().clone()], PrivateKeyDer::Pkcs8(key))
+        .map_err(err("server config"))?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let cfg = Arc::new(cfg);
+    std::fs::write(ca_path, ca.pem()).map_err(err("write CA"))?;
+
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(err("bind"))?;
+    let port = listener.local_addr().map_err(err("local addr"))?.port();
+    println!("port {port}");
+    std::io::stdout().flush().map_err(err("stdout"))?;
+    loop {
+        let Ok((sock, _)) = listener.accept() else {
+            continue;
+        };
+        let cfg = cfg.clone();
+        thread::spawn(move || serve(cfg, sock));
+    }
+}
+
+fn serve(cfg: Arc<ServerConfig>, sock: TcpStream) {
+    let _ = sock.set_nodelay(true);
+    let _ = sock.set_read_timeout(Some(Duration::from_secs(60)));
+    let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+        return;
+    };
+    let mut tls = StreamOwned::new(conn, sock);
+    let mut resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {BODY_LEN}\r\n\r\n"
+    )
+    .into_bytes();
+    resp.extend(std::iter::repeat_n(b'x', BODY_LEN));
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        // GETs only: a request is its head.
+        let Some(head_len) = read_head(&mut tls, &mut buf) else {
+            return;
+        };
+        let close = header_has(&buf[..head_len], b"connection", b"close");
+        buf.drain(..head_len);
+        if tls.write_all(&resp).and_then(|()| tls.flush()).is_err() {
+            return;
+        }
+        if close {
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            return;
+        }
+    }
+}
+
+/// Reads until `buf` holds a complete head; returns its length (buffered bytes beyond it stay).
+fn read_head<R: Read>(r: &mut R, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut scanned: usize = 0;
+    loop {
+        let from = scanned.saturating_sub(3);
+        if let Some(i) = memchr::memmem::find(&buf[from..], b"\r\n\r\n") {
+            return Some(from + i + 4);
+        }
+        scanned = buf.len();
+        if buf.len() > MAX_HEAD {
+            return None;
+        }
+        let old = buf.len();
+        buf.resize(old + 4096, 0);
+        match r.read(&mut buf[old..]) {
+            Ok(0) | Err(_) => {
+                buf.truncate(old);
+                return None;
+            }
+            Ok(n) => buf.truncate(old + n),
+        }
+    }
+}
+
+/// Whether `head` has a header `name` (ASCII case-insensitive) whose value contains `token`.
+fn header_has(head: &[u8], name: &[u8], token: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').skip(1).any(|line| {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            return false;
+        };
+        line[..colon].trim_ascii().eq_ignore_ascii_case(name)
+            && line[colon + 1..]
+                .to_ascii_lowercase()
+                .windows(token.len())
+                .any(|w| w == token)
+    })
+}
+
+fn content_length(head: &[u8]) -> Option<usize> {
+    head.split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        if !line[..colon]
+            .trim_ascii()
+            .eq_ignore_ascii_case(b"content-length")
+        {
+            return None;
+        }
+        std::str::from_utf8(line[colon + 1..].trim_ascii())
+            .ok()?
+            .parse()
+            .ok()
+    })
+}
+
+// ---- load ----
+
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    KeepAlive,
+    Handshake,
+}
+
+struct Target {
+    proxy: SocketAddr,
+    origin_port: u16,
+    cfg: Arc<ClientConfig>,
+    mode: Mode,
+    per_conn: u64,
+}
+
+fn load(args: &[String]) -> Result<(), String> {
+    let proxy: SocketAddr = args[0].parse().map_err(err("bad PROXY"))?;
+    let origin_port: u16 = args[1].parse().map_err(err("bad ORIGIN_PORT"))?;
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(&args[2]).map_err(err("read CA_PEM"))? {
+        roots
+            .add(der.map_err(err("parse CA_PEM"))?)
+            .map_err(err("add root"))?;
+    }
+    let mode = match args[3].as_str() {
+        "keepalive" => Mode::KeepAlive,
+        "handshake" => Mode::Handshake,
+        _ => return Err("mode must be keepalive or handshake".into()),
+    };
+    let conns: usize = args[4].parse().map_err(err("bad CONNS"))?;
+    let secs: f64 = args[5].parse().map_err(err("bad SECONDS"))?;
+    let per_conn: u64 = match args.get(6) {
+        Some(k) => k.parse().map_err(err("bad K"))?,
+        None => 1000,
+    };
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(err("versions"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // Every new connection is a full handshake, as for a fresh client.
+    cfg.resumption = Resumption::disabled();
+    let target = Arc::new(Target {
+        proxy,
+        origin_port,
+        cfg: Arc::new(cfg),
+        mode,
+        per_conn: if mode == Mode::Handshake {
+            1
+        } else {
+            per_conn.max(1)
+        },
+    });
+
+    let done = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let last_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..conns)
+        .map(|_| {
+            let (target, done, requests, errors, last_error) = (
+                target.clone(),
+                done.clone(),
+                requests.clone(),
+                errors.clone(),
+                last_error.clone(),
+            );
+            thread::spawn(move || {
+                let mut buf = Vec::with_capacity(4096);
+                while !done.load(Ordering::Relaxed) {
+                    if let Err(e) = connection(&target, &done, &requests, &mut buf) {
+                        if done.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        errors.fetch_add(1, Ordering::Relaxed);
+                        *last_error.lock().unwrap() = Some(e);
+                        // Do not spin on a refusing proxy.
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                }
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs_f64(secs));
+    // Count only what completed within the window.
+    let counted = requests.load(Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    for t in threads {
+        let _ = t.join();
+    }
+    println!(
+        "rps {:.0} errors {}",
+        counted as f64 / elapsed,
+        errors.load(Ordering::Relaxed)
+    );
+    if let Some(e) = last_error.lock().unwrap().take() {
+        eprintln!("mitm_load: last error: {e}");
+    }
+    Ok(())
+}
+
+/// One proxied TLS connection: CONNECT, handshake, then `per_conn` GETs (or until `done`).
+fn connection(
+    t: &Target,
+    done: &AtomicBool,
+    requests: &AtomicU64,
+    buf: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut sock = TcpStream::connect(t.proxy).map_err(err("connect proxy"))?;
+    sock.set_nodelay(true).map_err(err("nodelay"))?;
+    sock.set_read_timeout(Some(IO_TIMEOUT))
+        .map_err(err("timeout"))?;
+    let port = t.origin_port;
+    write!(
+        sock,
+        "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .map_err(err("write CONNECT"))?;
+    // The TLS server speaks only after our ClientHello, so the whole answer is the reply head.
+    buf.clear();
+    let head = read_head(&mut sock, buf).ok_or("no answer to CONNECT")?;
+    if !buf.starts_with(b"HTTP/1.1 200") || buf.len() != head {
+        return Err(format!(
+            "CONNECT refused: {:?}",
+            String::from_utf8_lossy(&buf[..head])
+        ));
+    }
+    buf.clear();
+    let name = ServerName::try_from("localhost").expect("static name");
+    let conn = ClientConnection::new(t.cfg.clone(), name).map_err(err("client conn"))?;
+    let mut tls = StreamOwned::new(conn, sock);
+    let close = t.mode == Mode::Handshake;
+    let req = format!(
+        "GET /100b HTTP/1.1\r\nHost: localhost:{port}\r\n{}\r\n",
+        if close { "Connection: close\r\n" } else { "" }
+    );
+    for _ in 0..t.per_conn {
+        if done.load(Ordering::Relaxed) {
+            break;
+        }
+        // The first write drives the handshake.
+        tls.write_all(req.as_bytes())
+            .map_err(err("write request"))?;
+        let head = read_head(&mut tls, buf).ok_or("no response head")?;
+        if !buf.starts_with(b"HTTP/1.1 200") {
+            return Err(format!(
+                "bad response: {:?}",
+                String::from_utf8_lossy(&buf[..head])
+            ));
+        }
+        let len = content_length(&buf[..head]).ok_or("response without Content-Length")?;
+        while buf.len() < head + len {
+            let old = buf.len();
+            buf.resize(head + len, 0);
+            match tls.read(&mut buf[old..]) {
+                Ok(0) => return Err("EOF in response body".into()),
+                Ok(n) => buf.truncate(old + n),
+                Err(e) => return Err(format!("read body: {e}")),
+            }
+        }
+        buf.drain(..head + len);
+        requests.fetch_add(1, Ordering::Relaxed);
+    }
+    if close {
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    }
+    Ok(())
+}
