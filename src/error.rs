@@ -41,6 +41,9 @@ pub enum ProxyError {
     /// No address accepted the connection in time.
     #[error("connect to {target} timed out")]
     ConnectTimeout { target: String },
+    /// No certificate could be minted to intercept `host`.
+    #[error("cannot make a certificate for {host}: {reason}")]
+    Certificate { host: String, reason: String },
     /// The TLS connection to an intercepted origin failed (certificate rejected, handshake).
     #[error("TLS to origin {target} failed: {reason}")]
     UpstreamTls { target: String, reason: String },
@@ -77,7 +80,8 @@ impl ProxyError {
             ProxyError::Resolve { .. } | ProxyError::Connect { .. } => 502,
             ProxyError::BadResponse(_)
             | ProxyError::UpstreamIo(_)
-            | ProxyError::UpstreamTls { .. } => 502,
+            | ProxyError::UpstreamTls { .. }
+            | ProxyError::Certificate { .. } => 502,
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout => 504,
             ProxyError::ClientIo(_) => return None,
         })

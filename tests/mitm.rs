@@ -724,7 +724,35 @@ fn lynxio_ca_page(driver: &str) {
     assert!(page.body_str().contains("--mitm"), "{}", page.body_str());
 }
 
+/// A host the rules intercept but no certificate can be made for (not a DNS name) gets a 502
+/// with the reason, before any tunnel is opened; the proxy keeps serving.
+fn certificate_failure_is_502(driver: &str) {
+    let dir = temp_path("mint-fail", driver);
+    let proxy = Proxy::start(driver, &["--mitm", "*", "--ca-dir", path_str(&dir)]);
+    let raw = exchange(
+        proxy.addr,
+        b"CONNECT a!b.test:443 HTTP/1.1\r\nHost: a!b.test:443\r\n\r\n",
+    );
+    assert_eq!(status_of(&raw), 502, "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        String::from_utf8_lossy(&raw).contains("certificate"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    let mut c = Reader::new(proxy.connect());
+    let ok_page = roundtrip(
+        &mut c,
+        "GET",
+        b"GET http://lynxio.ca/ HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n",
+    );
+    assert_eq!(ok_page.status, 200);
+    drop(c);
+    drop(proxy);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 drivers!(
+    certificate_failure_is_502,
     lynxio_ca_page,
     intercept_dns_name,
     intercept_ip_without_sni,

@@ -109,6 +109,26 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
     }
 }
 
+/// The request's URL for logs: the target as sent, with `http://` or `https://` and the
+/// tunnel's authority put in front of an origin-form target inside a tunnel (capped).
+fn request_url(head: &RequestHead, ctx: ConnCtx<'_>) -> String {
+    const MAX_LOGGED: usize = 256;
+    let target = head.target();
+    let target = String::from_utf8_lossy(target.get(..MAX_LOGGED).unwrap_or(target));
+    let (scheme, origin) = match ctx {
+        ConnCtx::Proxy => return target.into_owned(),
+        ConnCtx::Tunnel { origin } => ("http", origin),
+        ConnCtx::Intercepted { origin, .. } => ("https", origin),
+    };
+    if !target.starts_with('/') {
+        return target.into_owned();
+    }
+    format!(
+        "{scheme}://{}{target}",
+        String::from_utf8_lossy(&origin.authority)
+    )
+}
+
 /// What reading the next request produced.
 enum Next {
     Request(RequestHead),
@@ -160,7 +180,7 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
                 if response_started {
                     tracing::info!(%error, "response aborted");
                 } else {
-                    answer_error(worker, client, &error, Some(&head)).await;
+                    answer_error(worker, client, &error, Some((&head, ctx))).await;
                 }
                 return Served::Closed;
             }
@@ -229,18 +249,18 @@ async fn answer_error<R, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     error: &ProxyError,
-    head: Option<&RequestHead>,
+    head: Option<(&RequestHead, ConnCtx<'_>)>,
 ) {
     let Some(status) = error.status() else {
         tracing::debug!(%error, "client connection ended");
         return;
     };
     match head {
-        Some(h) => tracing::warn!(
+        Some((h, ctx)) => tracing::warn!(
             status,
             %error,
             method = h.method_str(),
-            target = %String::from_utf8_lossy(&h.target()[..h.target().len().min(256)]),
+            url = %request_url(h, ctx),
             "request failed"
         ),
         None => tracing::warn!(status, %error, "bad request"),

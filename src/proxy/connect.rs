@@ -77,6 +77,19 @@ pub async fn open<R, W: AsyncWriteRent>(
         Ok(_) => return Err(bad_connect("CONNECT target must be host:port").into()),
         Err(e) => return Err(ProxyError::BadRequest(e).into()),
     };
+    // A host the rules intercept gets its leaf now, while a failure can still be answered
+    // with a 502 (after the `200`, only closing is possible). The SNI usually names the same
+    // host, so the handshake later finds it in the cache.
+    if let Some(mitm) = &worker.mitm
+        && worker.cfg.rules.decide(&host, port).action == Action::Intercept
+        && let Err(e) = worker.leaves.borrow_mut().get_or_mint(&mitm.ca, &host)
+    {
+        return Err(ProxyError::Certificate {
+            host: host.into_owned(),
+            reason: e.to_string(),
+        }
+        .into());
+    }
     let origin = connect_to(worker, &host, port).await?;
     let _ = origin.set_nodelay(true);
     client.out.clear();
