@@ -330,43 +330,168 @@ fn direct(origin: &TlsOrigin, method: &str, path: &str, body: &[u8]) -> Message 
     request(&mut r, method, path, "localhost", body)
 }
 
+// ---- fixtures ----
+
+/// A temp dir (lynxio's `--ca-dir`) removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str, driver: &str) -> TempDir {
+        TempDir(temp_path(name, driver))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+
+    fn as_str(&self) -> &str {
+        path_str(&self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// How lynxio is told to verify the origin's certificate.
+#[derive(Clone, Copy)]
+enum Upstream {
+    /// `--upstream-ca` with the origin's test CA.
+    TestCa,
+    /// `--insecure-upstream`.
+    Insecure,
+    /// Neither flag: the origin cannot be verified.
+    Unverified,
+}
+
+/// A [`TlsOrigin`] named `NAME`, a temp `--ca-dir` `NAME-ca`, and a proxy started with
+/// `--mitm RULE --ca-dir DIR`, then the [`Upstream`] flag, then (when asked) `--resolve` for
+/// localhost. On drop the proxy stops first, then the dir goes, then the origin.
+struct MitmFixture {
+    driver: String,
+    flags: Vec<String>,
+    proxy: Option<Proxy>,
+    dir: TempDir,
+    origin: TlsOrigin,
+}
+
+impl MitmFixture {
+    fn start(
+        name: &str,
+        driver: &str,
+        rule: &str,
+        upstream: Upstream,
+        resolve: bool,
+    ) -> MitmFixture {
+        let origin = TlsOrigin::start(name, driver);
+        let dir = TempDir::new(&format!("{name}-ca"), driver);
+        let mut flags = vec![
+            "--mitm".to_owned(),
+            rule.to_owned(),
+            "--ca-dir".to_owned(),
+            dir.as_str().to_owned(),
+        ];
+        match upstream {
+            Upstream::TestCa => flags.extend([
+                "--upstream-ca".to_owned(),
+                path_str(&origin.ca_file).to_owned(),
+            ]),
+            Upstream::Insecure => flags.push("--insecure-upstream".to_owned()),
+            Upstream::Unverified => {}
+        }
+        if resolve {
+            flags.extend(["--resolve".to_owned(), origin.resolve()]);
+        }
+        let mut fx = MitmFixture {
+            driver: driver.to_owned(),
+            flags,
+            proxy: None,
+            dir,
+            origin,
+        };
+        fx.restart();
+        fx
+    }
+
+    /// Stops the running proxy (if any), then starts it again with the same flags.
+    fn restart(&mut self) {
+        self.proxy = None;
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        self.proxy = Some(Proxy::start(&self.driver, &flags));
+    }
+
+    fn proxy(&self) -> &Proxy {
+        self.proxy.as_ref().expect("the proxy is running")
+    }
+
+    fn stop_and_log(&mut self) -> String {
+        self.proxy
+            .take()
+            .expect("the proxy is running")
+            .stop_and_log()
+    }
+
+    /// lynxio's root CA (`DIR/ca.pem`).
+    fn ca(&self) -> CertificateDer<'static> {
+        lynxio_ca(self.dir.path())
+    }
+
+    /// `localhost:PORT`, the CONNECT target resolved through `--resolve`.
+    fn localhost_target(&self) -> String {
+        format!("localhost:{}", self.origin.port())
+    }
+
+    /// [`tls_through`] this fixture's proxy.
+    fn tls(&self, target: &str, name: &str, roots: RootCertStore) -> Result<Tls, String> {
+        tls_through(self.proxy(), target, name, roots)
+    }
+}
+
+impl Drop for MitmFixture {
+    fn drop(&mut self) {
+        // The proxy before its CA dir; the fields (dir, then origin) drop after this.
+        self.proxy = None;
+    }
+}
+
+/// `GET path` over `r`, which must be answered `200` with the origin's body `GET path`.
+fn get_ok(r: &mut Reader<Tls>, path: &str, target: &str) -> Message {
+    let got = request(r, "GET", path, target, b"");
+    assert_eq!(
+        got.status,
+        200,
+        "GET {path}: {:?} {:?}",
+        String::from_utf8_lossy(&got.raw_head),
+        got.body_str()
+    );
+    assert_eq!(got.body_str(), format!("GET {path}"));
+    got
+}
+
 // ---- tests ----
 
 /// CONNECT localhost:PORT (resolved to 127.0.0.1), TLS with SNI localhost and ALPN h2+http/1.1:
 /// lynxio's leaf for localhost, http/1.1 selected, GET then a 100 KiB POST then GET on the same
 /// connection, each answered as directly plus `Via`; the origin saw SNI localhost.
 fn intercept_dns_name(driver: &str) {
-    let origin = TlsOrigin::start("dns", driver);
-    let dir = temp_path("dns-ca", driver);
-    let proxy = Proxy::start(
-        driver,
-        &[
-            "--mitm",
-            "localhost",
-            "--ca-dir",
-            path_str(&dir),
-            "--upstream-ca",
-            path_str(&origin.ca_file),
-            "--resolve",
-            &origin.resolve(),
-        ],
-    );
-    let ca = lynxio_ca(&dir);
-    let target = format!("localhost:{}", origin.port());
-    let tls = tls_through(
-        &proxy,
-        &target,
-        "localhost",
-        roots_of(std::slice::from_ref(&ca)),
-    )
-    .unwrap_or_else(|e| panic!("handshake with lynxio trusting only DIR/ca.pem: {e}"));
+    let fx = MitmFixture::start("dns", driver, "localhost", Upstream::TestCa, true);
+    let ca = fx.ca();
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(&target, "localhost", roots_of(std::slice::from_ref(&ca)))
+        .unwrap_or_else(|e| panic!("handshake with lynxio trusting only DIR/ca.pem: {e}"));
     assert_eq!(
         tls.conn.alpn_protocol(),
         Some(&b"http/1.1"[..]),
         "ALPN offered [h2, http/1.1]: lynxio must select http/1.1"
     );
     let leaf = presented_leaf(&tls);
-    assert_ne!(leaf, origin.leaf_der, "the origin's own leaf was presented");
+    assert_ne!(
+        leaf, fx.origin.leaf_der,
+        "the origin's own leaf was presented"
+    );
     let (dns, _) = sans(&leaf);
     assert!(
         dns.iter().any(|d| d == "localhost"),
@@ -383,7 +508,7 @@ fn intercept_dns_name(driver: &str) {
     for (method, path, req_body) in steps {
         let what = format!("{method} {path}");
         let got = request(&mut r, method, path, &target, req_body);
-        let want = direct(&origin, method, path, req_body);
+        let want = direct(&fx.origin, method, path, req_body);
         assert_eq!(
             got.status,
             200,
@@ -411,41 +536,25 @@ fn intercept_dns_name(driver: &str) {
     drop(r);
 
     // A second intercepted connection to the same host gets the cached leaf (one worker).
-    let again = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+    let again = fx
+        .tls(&target, "localhost", roots_of(&[ca]))
         .unwrap_or_else(|e| panic!("second handshake with lynxio: {e}"));
     assert!(
         presented_leaf(&again) == leaf,
         "a second connection to localhost got a different leaf: the leaf cache was not used"
     );
     let mut r = Reader::new(again);
-    let got = request(&mut r, "GET", "/second", &target, b"");
-    assert_eq!(got.status, 200);
-    assert_eq!(got.body_str(), "GET /second");
+    let got = get_ok(&mut r, "/second", &target);
     assert_via(&got, "GET /second");
-    drop(r);
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// CONNECT 127.0.0.1:PORT with a client that sends no SNI (IP server name): the leaf carries
 /// the IP SAN 127.0.0.1 and a request works.
 fn intercept_ip_without_sni(driver: &str) {
-    let origin = TlsOrigin::start("ip", driver);
-    let dir = temp_path("ip-ca", driver);
-    let proxy = Proxy::start(
-        driver,
-        &[
-            "--mitm",
-            "127.0.0.1",
-            "--ca-dir",
-            path_str(&dir),
-            "--upstream-ca",
-            path_str(&origin.ca_file),
-        ],
-    );
-    let ca = lynxio_ca(&dir);
-    let target = origin.origin.addr.to_string();
-    let tls = tls_through(&proxy, &target, "127.0.0.1", roots_of(&[ca]))
+    let fx = MitmFixture::start("ip", driver, "127.0.0.1", Upstream::TestCa, false);
+    let target = fx.origin.origin.addr.to_string();
+    let tls = fx
+        .tls(&target, "127.0.0.1", roots_of(&[fx.ca()]))
         .unwrap_or_else(|e| panic!("handshake (no SNI) with lynxio: {e}"));
     let leaf = presented_leaf(&tls);
     let (dns, ips) = sans(&leaf);
@@ -454,45 +563,23 @@ fn intercept_ip_without_sni(driver: &str) {
         "the leaf's IP SANs {ips:?} lack 127.0.0.1 (DNS SANs: {dns:?})"
     );
     let mut r = Reader::new(tls);
-    let got = request(&mut r, "GET", "/ip", &target, b"");
-    assert_eq!(
-        got.status,
-        200,
-        "{:?}",
-        String::from_utf8_lossy(&got.raw_head)
-    );
-    assert_eq!(got.body_str(), "GET /ip");
+    let got = get_ok(&mut r, "/ip", &target);
     assert_eq!(
         got.body,
-        direct(&origin, "GET", "/ip", b"").body,
+        direct(&fx.origin, "GET", "/ip", b"").body,
         "body differs from direct"
     );
     assert_via(&got, "GET /ip");
-    drop(r);
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without `--upstream-ca` the origin's certificate cannot be verified: the client's handshake
 /// with lynxio still completes and its request gets a 502 naming the certificate problem; the
 /// origin never sees a request.
 fn untrusted_upstream_is_502(driver: &str) {
-    let origin = TlsOrigin::start("untrusted", driver);
-    let dir = temp_path("untrusted-ca", driver);
-    let proxy = Proxy::start(
-        driver,
-        &[
-            "--mitm",
-            "localhost",
-            "--ca-dir",
-            path_str(&dir),
-            "--resolve",
-            &origin.resolve(),
-        ],
-    );
-    let ca = lynxio_ca(&dir);
-    let target = format!("localhost:{}", origin.port());
-    let mut tls = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+    let fx = MitmFixture::start("untrusted", driver, "localhost", Upstream::Unverified, true);
+    let target = fx.localhost_target();
+    let mut tls = fx
+        .tls(&target, "localhost", roots_of(&[fx.ca()]))
         .unwrap_or_else(|e| panic!("the client's handshake with lynxio must succeed: {e}"));
     // lynxio may answer before reading the request: a failed write is fine, the read decides.
     let _ = tls
@@ -530,118 +617,68 @@ fn untrusted_upstream_is_502(driver: &str) {
         String::from_utf8_lossy(&got.raw_head)
     );
     assert_eq!(
-        origin.requests(),
+        fx.origin.requests(),
         0,
         "the origin must not receive the request"
     );
-    drop(r);
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--insecure-upstream` (no `--upstream-ca`): the same origin is reached, with a warning.
 fn insecure_upstream_works(driver: &str) {
-    let origin = TlsOrigin::start("insecure", driver);
-    let dir = temp_path("insecure-ca", driver);
-    let proxy = Proxy::start(
-        driver,
-        &[
-            "--mitm",
-            "localhost",
-            "--ca-dir",
-            path_str(&dir),
-            "--insecure-upstream",
-            "--resolve",
-            &origin.resolve(),
-        ],
-    );
-    let ca = lynxio_ca(&dir);
-    let target = format!("localhost:{}", origin.port());
-    let tls = tls_through(&proxy, &target, "localhost", roots_of(&[ca]))
+    let mut fx = MitmFixture::start("insecure", driver, "localhost", Upstream::Insecure, true);
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(&target, "localhost", roots_of(&[fx.ca()]))
         .unwrap_or_else(|e| panic!("handshake with lynxio: {e}"));
     let mut r = Reader::new(tls);
-    let got = request(&mut r, "GET", "/insecure", &target, b"");
-    assert_eq!(
-        got.status,
-        200,
-        "{:?} {:?}",
-        String::from_utf8_lossy(&got.raw_head),
-        got.body_str()
-    );
-    assert_eq!(got.body_str(), "GET /insecure");
+    let got = get_ok(&mut r, "/insecure", &target);
     assert_via(&got, "GET /insecure");
     drop(r);
-    let log = proxy.stop_and_log();
+    let log = fx.stop_and_log();
     assert!(
         log.lines()
             .any(|l| l.contains("WARN") && l.to_ascii_lowercase().contains("insecure")),
         "--insecure-upstream must be warned about; log:\n{log}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `--mitm "*.example.test"` does not select localhost: the tunnel is untouched, so the client
 /// needs the TEST CA and sees the origin's own leaf, and the response carries no `Via`.
 fn unselected_host_is_tunnelled(driver: &str) {
-    let origin = TlsOrigin::start("unselected", driver);
-    let dir = temp_path("unselected-ca", driver);
-    let proxy = Proxy::start(
+    let fx = MitmFixture::start(
+        "unselected",
         driver,
-        &[
-            "--mitm",
-            "*.example.test",
-            "--ca-dir",
-            path_str(&dir),
-            "--upstream-ca",
-            path_str(&origin.ca_file),
-            "--resolve",
-            &origin.resolve(),
-        ],
+        "*.example.test",
+        Upstream::TestCa,
+        true,
     );
-    let target = format!("localhost:{}", origin.port());
-    let tls = tls_through(
-        &proxy,
-        &target,
-        "localhost",
-        roots_of(std::slice::from_ref(&origin.ca_der)),
-    )
-    .unwrap_or_else(|e| panic!("a tunnelled handshake trusting only the test CA: {e}"));
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(
+            &target,
+            "localhost",
+            roots_of(std::slice::from_ref(&fx.origin.ca_der)),
+        )
+        .unwrap_or_else(|e| panic!("a tunnelled handshake trusting only the test CA: {e}"));
     assert!(
-        presented_leaf(&tls) == origin.leaf_der,
+        presented_leaf(&tls) == fx.origin.leaf_der,
         "the client must see the origin's own certificate"
     );
     let mut r = Reader::new(tls);
-    let got = request(&mut r, "GET", "/plain", &target, b"");
-    assert_eq!(got.status, 200);
-    assert_eq!(got.body_str(), "GET /plain");
+    let got = get_ok(&mut r, "/plain", &target);
     assert!(
         got.header("via").is_none(),
         "a tunnelled TLS response must be untouched: {:?}",
         String::from_utf8_lossy(&got.raw_head)
     );
-    drop(r);
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The root CA is created once in `--ca-dir` and reused by the next run: same `ca.pem`, key
 /// mode 0600, and the second run's leaves chain to the first run's certificate.
 fn ca_persists_across_restarts(driver: &str) {
     use std::os::unix::fs::PermissionsExt;
-    let origin = TlsOrigin::start("persist", driver);
-    let dir = temp_path("persist-ca", driver);
-    let resolve = origin.resolve();
-    let flags = [
-        "--mitm",
-        "*",
-        "--ca-dir",
-        path_str(&dir),
-        "--upstream-ca",
-        path_str(&origin.ca_file),
-        "--resolve",
-        &resolve,
-    ];
-    let first = Proxy::start(driver, &flags);
+    let mut fx = MitmFixture::start("persist", driver, "*", Upstream::TestCa, true);
+    let dir = fx.dir.path().to_owned();
     let pem1 =
         std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem after the first start");
     assert!(pem1.contains("BEGIN CERTIFICATE"), "{pem1}");
@@ -650,34 +687,29 @@ fn ca_persists_across_restarts(driver: &str) {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "ca-key.pem mode {mode:o}");
-    drop(first);
 
-    let second = Proxy::start(driver, &flags);
+    fx.restart();
     let pem2 = std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem after the restart");
     assert_eq!(pem1, pem2, "the CA changed across a restart");
     let ca1 = CertificateDer::from_pem_slice(pem1.as_bytes()).expect("PEM");
-    let target = format!("localhost:{}", origin.port());
-    let tls = tls_through(&second, &target, "localhost", roots_of(&[ca1]))
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(&target, "localhost", roots_of(&[ca1]))
         .unwrap_or_else(|e| panic!("the restarted proxy's leaf must chain to the first CA: {e}"));
     let mut r = Reader::new(tls);
-    let got = request(&mut r, "GET", "/again", &target, b"");
-    assert_eq!(got.status, 200);
-    assert_eq!(got.body_str(), "GET /again");
-    drop(r);
-    drop(second);
-    let _ = std::fs::remove_dir_all(&dir);
+    get_ok(&mut r, "/again", &target);
 }
 
 /// `http://lynxio.ca/` is answered by lynxio itself: a page on trusting the CA, the CA PEM at
 /// `/cert` (byte-identical to DIR/ca.pem), 404 for other paths, 405 for other methods, all on
 /// one keep-alive connection. Without interception there is no CA to hand out.
 fn lynxio_ca_page(driver: &str) {
-    let dir = temp_path("ca-page", driver);
+    let dir = TempDir::new("ca-page", driver);
     let proxy = Proxy::start(
         driver,
-        &["--mitm", "*.example.test", "--ca-dir", path_str(&dir)],
+        &["--mitm", "*.example.test", "--ca-dir", dir.as_str()],
     );
-    let pem = std::fs::read_to_string(dir.join("ca.pem")).expect("DIR/ca.pem");
+    let pem = std::fs::read_to_string(dir.path().join("ca.pem")).expect("DIR/ca.pem");
     let mut c = Reader::new(proxy.connect());
     let get =
         |path: &str| format!("GET http://lynxio.ca{path} HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n");
@@ -712,7 +744,7 @@ fn lynxio_ca_page(driver: &str) {
     assert_eq!(post.status, 405);
     drop(c);
     drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
 
     let plain = Proxy::start(driver, &[]);
     let mut c = Reader::new(plain.connect());
@@ -727,8 +759,8 @@ fn lynxio_ca_page(driver: &str) {
 /// A host the rules intercept but no certificate can be made for (not a DNS name) gets a 502
 /// with the reason, before any tunnel is opened; the proxy keeps serving.
 fn certificate_failure_is_502(driver: &str) {
-    let dir = temp_path("mint-fail", driver);
-    let proxy = Proxy::start(driver, &["--mitm", "*", "--ca-dir", path_str(&dir)]);
+    let dir = TempDir::new("mint-fail", driver);
+    let proxy = Proxy::start(driver, &["--mitm", "*", "--ca-dir", dir.as_str()]);
     let raw = exchange(
         proxy.addr,
         b"CONNECT a!b.test:443 HTTP/1.1\r\nHost: a!b.test:443\r\n\r\n",
@@ -746,9 +778,6 @@ fn certificate_failure_is_502(driver: &str) {
         b"GET http://lynxio.ca/ HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n",
     );
     assert_eq!(ok_page.status, 200);
-    drop(c);
-    drop(proxy);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 drivers!(

@@ -149,115 +149,59 @@ fn pattern(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn std_client_gets_http11_sni_and_clean_close() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let client = std_client(addr, client_cfg, |tls| {
-                tls.write_all(b"ping").expect("write");
-                let mut got = Vec::new();
-                // Ok(0) only on close_notify: an unclean EOF is an error in StreamOwned.
-                let res = tls.read_to_end(&mut got);
-                let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
-                tls.conn.send_close_notify();
-                let _ = tls.flush();
-                (res.map(|_| got), alpn)
-            });
-            let (stream, _) = l.accept().await.expect("accept");
-            let (mut r, mut w, info) = accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                .await
-                .expect("handshake");
-            assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
-            assert_eq!(info.sni.as_deref(), Some("localhost"), "{driver}");
-            assert_eq!(read_exact(&mut r, 4).await, b"ping", "{driver}");
-            let (res, _) = w.write_all(b"pong".to_vec()).await;
-            res.expect("write");
-            w.shutdown().await.expect("shutdown");
-            // The client answers with close_notify: a clean EOF, not a truncation.
-            assert_eq!(read_to_end(&mut r).await, b"", "{driver}");
-            assert!(!r.truncated(), "{driver}");
-            let (got, alpn) = client.join().expect("client thread");
-            assert_eq!(got.expect("clean close_notify EOF"), b"pong", "{driver}");
-            assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
-        }
-    });
+/// Runs `test` on both drivers with a server config for `server`'s leaf and a client config
+/// trusting `client_ca` (fresh configs per driver).
+fn with_configs<F, Fut>(server: &Pki, client_ca: &CertificateDer<'static>, test: F)
+where
+    F: Fn(&'static str, Arc<ServerConfig>, Arc<ClientConfig>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    on_both_drivers(|driver| test(driver, server_config(server), client_config(client_ca)))
 }
 
-#[test]
-fn tcp_eof_without_close_notify_is_eof_and_truncated() {
+/// [`with_configs`] for one throwaway PKI ("lynxio test CA") whose CA the client trusts.
+fn each_driver<F, Fut>(test: F)
+where
+    F: Fn(&'static str, Arc<ServerConfig>, Arc<ClientConfig>) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let client = std_client(addr, client_cfg, |tls| {
-                tls.write_all(b"partial").expect("write");
-                tls.sock
-                    .shutdown(std::net::Shutdown::Both)
-                    .expect("shutdown");
-            });
-            let (stream, _) = l.accept().await.expect("accept");
-            let (mut r, _w, _) = accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                .await
-                .expect("handshake");
-            assert_eq!(read_to_end(&mut r).await, b"partial", "{driver}");
-            assert!(r.truncated(), "{driver}");
-            client.join().expect("client thread");
-        }
-    });
+    with_configs(&pki, &pki.ca, test)
 }
 
-/// Both ends in the runtime: 8 MiB each way, all four halves busy at once.
-#[test]
-fn bulk_both_ways_concurrently_byte_exact() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let up = pattern(BULK, 1);
-            let down = pattern(BULK, 2);
-            let server = async {
-                let (stream, _) = l.accept().await.expect("accept");
-                accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                    .await
-                    .expect("server handshake")
-            };
-            let client = async {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                connect(stream, localhost(), client_cfg, HANDSHAKE)
-                    .await
-                    .expect("client handshake")
-            };
-            let ((mut sr, mut sw, info), (mut cr, mut cw)) = monoio::join!(server, client);
-            assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
-            let (a, b, c, d) = monoio::join!(
-                async {
-                    for chunk in up.chunks(100_000) {
-                        let (res, _) = cw.write_all(chunk.to_vec()).await;
-                        res.expect("client write");
-                    }
-                    cw.shutdown().await.expect("client shutdown");
-                },
-                async {
-                    for chunk in down.chunks(77_777) {
-                        let (res, _) = sw.write_all(chunk.to_vec()).await;
-                        res.expect("server write");
-                    }
-                    sw.shutdown().await.expect("server shutdown");
-                },
-                read_to_end(&mut sr),
-                read_to_end(&mut cr),
-            );
-            let ((), ()) = (a, b);
-            assert!(c == up, "{driver}: client→server stream differs");
-            assert!(d == down, "{driver}: server→client stream differs");
-            assert!(!sr.truncated() && !cr.truncated(), "{driver}");
-        }
-    });
+/// Accepts one connection on `l` and runs our server handshake over it (no prefix).
+async fn accept_one(
+    l: &TcpListener,
+    server_cfg: Arc<ServerConfig>,
+) -> io::Result<(TlsReader, TlsWriter, HandshakeInfo)> {
+    let (stream, _) = l.accept().await.expect("accept");
+    accept(stream, Vec::new(), server_cfg, HANDSHAKE).await
+}
+
+/// Connects to `addr` and runs our client handshake as `name`.
+async fn connect_to(
+    addr: SocketAddr,
+    name: ServerName<'static>,
+    client_cfg: Arc<ClientConfig>,
+) -> io::Result<(TlsReader, TlsWriter)> {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    connect(stream, name, client_cfg, HANDSHAKE).await
+}
+
+/// Our server and our client (as `name`) handshaking with each other at once; both results.
+async fn handshake_pair(
+    server_cfg: Arc<ServerConfig>,
+    client_cfg: Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> (
+    io::Result<(TlsReader, TlsWriter, HandshakeInfo)>,
+    io::Result<(TlsReader, TlsWriter)>,
+) {
+    let (l, addr) = listener().await;
+    monoio::join!(
+        accept_one(&l, server_cfg),
+        connect_to(addr, name, client_cfg)
+    )
 }
 
 /// Connect our client to our server; returns (server halves + info, client halves).
@@ -268,129 +212,176 @@ async fn pair(
     (TlsReader, TlsWriter, HandshakeInfo),
     (TlsReader, TlsWriter),
 ) {
-    let (l, addr) = listener().await;
-    let server = async {
-        let (stream, _) = l.accept().await.expect("accept");
-        accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-            .await
-            .expect("server handshake")
-    };
-    let client = async {
-        let stream = TcpStream::connect(addr).await.expect("connect");
-        connect(stream, localhost(), client_cfg, HANDSHAKE)
-            .await
-            .expect("client handshake")
-    };
-    monoio::join!(server, client)
+    let (server, client) = handshake_pair(server_cfg, client_cfg, localhost()).await;
+    (
+        server.expect("server handshake"),
+        client.expect("client handshake"),
+    )
+}
+
+#[test]
+fn std_client_gets_http11_sni_and_clean_close() {
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let (l, addr) = listener().await;
+        let client = std_client(addr, client_cfg, |tls| {
+            tls.write_all(b"ping").expect("write");
+            let mut got = Vec::new();
+            // Ok(0) only on close_notify: an unclean EOF is an error in StreamOwned.
+            let res = tls.read_to_end(&mut got);
+            let alpn = tls.conn.alpn_protocol().map(<[u8]>::to_vec);
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+            (res.map(|_| got), alpn)
+        });
+        let (mut r, mut w, info) = accept_one(&l, server_cfg).await.expect("handshake");
+        assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
+        assert_eq!(info.sni.as_deref(), Some("localhost"), "{driver}");
+        assert_eq!(read_exact(&mut r, 4).await, b"ping", "{driver}");
+        let (res, _) = w.write_all(b"pong".to_vec()).await;
+        res.expect("write");
+        w.shutdown().await.expect("shutdown");
+        // The client answers with close_notify: a clean EOF, not a truncation.
+        assert_eq!(read_to_end(&mut r).await, b"", "{driver}");
+        assert!(!r.truncated(), "{driver}");
+        let (got, alpn) = client.join().expect("client thread");
+        assert_eq!(got.expect("clean close_notify EOF"), b"pong", "{driver}");
+        assert_eq!(alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
+    });
+}
+
+#[test]
+fn tcp_eof_without_close_notify_is_eof_and_truncated() {
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let (l, addr) = listener().await;
+        let client = std_client(addr, client_cfg, |tls| {
+            tls.write_all(b"partial").expect("write");
+            tls.sock
+                .shutdown(std::net::Shutdown::Both)
+                .expect("shutdown");
+        });
+        let (mut r, _w, _) = accept_one(&l, server_cfg).await.expect("handshake");
+        assert_eq!(read_to_end(&mut r).await, b"partial", "{driver}");
+        assert!(r.truncated(), "{driver}");
+        client.join().expect("client thread");
+    });
+}
+
+/// Both ends in the runtime: 8 MiB each way, all four halves busy at once.
+#[test]
+fn bulk_both_ways_concurrently_byte_exact() {
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let up = pattern(BULK, 1);
+        let down = pattern(BULK, 2);
+        let ((mut sr, mut sw, info), (mut cr, mut cw)) = pair(server_cfg, client_cfg).await;
+        assert_eq!(info.alpn.as_deref(), Some(&b"http/1.1"[..]), "{driver}");
+        let (a, b, c, d) = monoio::join!(
+            async {
+                for chunk in up.chunks(100_000) {
+                    let (res, _) = cw.write_all(chunk.to_vec()).await;
+                    res.expect("client write");
+                }
+                cw.shutdown().await.expect("client shutdown");
+            },
+            async {
+                for chunk in down.chunks(77_777) {
+                    let (res, _) = sw.write_all(chunk.to_vec()).await;
+                    res.expect("server write");
+                }
+                sw.shutdown().await.expect("server shutdown");
+            },
+            read_to_end(&mut sr),
+            read_to_end(&mut cr),
+        );
+        let ((), ()) = (a, b);
+        assert!(c == up, "{driver}: client→server stream differs");
+        assert!(d == down, "{driver}: server→client stream differs");
+        assert!(!sr.truncated() && !cr.truncated(), "{driver}");
+    });
 }
 
 #[test]
 fn writev_sends_every_slice() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
-            let slices: Vec<Vec<u8>> = vec![
-                b"GET / HTTP/1.1\r\n".to_vec(),
-                Vec::new(),
-                b"Host: x\r\n\r\n".to_vec(),
-                pattern(100_000, 3),
-                b"tail".to_vec(),
-            ];
-            let expected = slices.concat();
-            let mut sent = 0;
-            let mut bufs = slices;
-            // writev may take less than everything (rustls' 64 KiB buffer limit): resend the rest.
-            while sent < expected.len() {
-                let (res, back) = cw.writev(VecBuf::from(bufs)).await;
-                let n = res.expect("writev");
-                assert!(n > 0, "{driver}: writev wrote nothing");
-                sent += n;
-                bufs = vec![expected[sent..].to_vec()];
-                let _ = Vec::<Vec<u8>>::from(back);
-            }
-            assert_eq!(
-                read_exact(&mut sr, expected.len()).await,
-                expected,
-                "{driver}"
-            );
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
+        let slices: Vec<Vec<u8>> = vec![
+            b"GET / HTTP/1.1\r\n".to_vec(),
+            Vec::new(),
+            b"Host: x\r\n\r\n".to_vec(),
+            pattern(100_000, 3),
+            b"tail".to_vec(),
+        ];
+        let expected = slices.concat();
+        let mut sent = 0;
+        let mut bufs = slices;
+        // writev may take less than everything (rustls' 64 KiB buffer limit): resend the rest.
+        while sent < expected.len() {
+            let (res, back) = cw.writev(VecBuf::from(bufs)).await;
+            let n = res.expect("writev");
+            assert!(n > 0, "{driver}: writev wrote nothing");
+            sent += n;
+            bufs = vec![expected[sent..].to_vec()];
+            let _ = Vec::<Vec<u8>>::from(back);
         }
+        assert_eq!(
+            read_exact(&mut sr, expected.len()).await,
+            expected,
+            "{driver}"
+        );
     });
 }
 
 #[test]
 fn first_writev_covers_more_than_the_first_slice() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
-            let bufs = vec![b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec()];
-            let (res, _) = cw.writev(VecBuf::from(bufs)).await;
-            assert_eq!(res.expect("writev"), 6, "{driver}");
-            assert_eq!(read_exact(&mut sr, 6).await, b"abcdef", "{driver}");
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
+        let bufs = vec![b"ab".to_vec(), b"cd".to_vec(), b"ef".to_vec()];
+        let (res, _) = cw.writev(VecBuf::from(bufs)).await;
+        assert_eq!(res.expect("writev"), 6, "{driver}");
+        assert_eq!(read_exact(&mut sr, 6).await, b"abcdef", "{driver}");
     });
 }
 
 #[test]
 fn sniffed_prefix_is_fed_first() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let server = async {
-                let (mut stream, _) = l.accept().await.expect("accept");
-                // Play sniffer: take the first bytes (the ClientHello) off the socket ourselves.
-                let (res, prefix) = stream.read(Vec::with_capacity(64 * 1024)).await;
-                assert!(res.expect("sniff read") > 0);
-                assert_eq!(prefix[0], 0x16, "a TLS handshake record");
-                accept(stream, prefix, server_cfg, HANDSHAKE)
-                    .await
-                    .expect("server handshake")
-            };
-            let client = async {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                let (cr, mut cw) = connect(stream, localhost(), client_cfg, HANDSHAKE)
-                    .await
-                    .expect("client handshake");
-                let (res, _) = cw.write_all(b"hello through prefix".to_vec()).await;
-                res.expect("write");
-                (cr, cw)
-            };
-            let ((mut sr, _sw, info), _client) = monoio::join!(server, client);
-            assert_eq!(info.sni.as_deref(), Some("localhost"), "{driver}");
-            assert_eq!(
-                read_exact(&mut sr, 20).await,
-                b"hello through prefix",
-                "{driver}"
-            );
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let (l, addr) = listener().await;
+        let server = async {
+            let (mut stream, _) = l.accept().await.expect("accept");
+            // Play sniffer: take the first bytes (the ClientHello) off the socket ourselves.
+            let (res, prefix) = stream.read(Vec::with_capacity(64 * 1024)).await;
+            assert!(res.expect("sniff read") > 0);
+            assert_eq!(prefix[0], 0x16, "a TLS handshake record");
+            accept(stream, prefix, server_cfg, HANDSHAKE)
+                .await
+                .expect("server handshake")
+        };
+        let client = async {
+            let (cr, mut cw) = connect_to(addr, localhost(), client_cfg)
+                .await
+                .expect("client handshake");
+            let (res, _) = cw.write_all(b"hello through prefix".to_vec()).await;
+            res.expect("write");
+            (cr, cw)
+        };
+        let ((mut sr, _sw, info), _client) = monoio::join!(server, client);
+        assert_eq!(info.sni.as_deref(), Some("localhost"), "{driver}");
+        assert_eq!(
+            read_exact(&mut sr, 20).await,
+            b"hello through prefix",
+            "{driver}"
+        );
     });
 }
 
 #[test]
 fn untrusted_ca_fails_with_rustls_reason_on_both_sides() {
     let (pki, other) = (pki("lynxio test CA"), pki("another CA"));
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&other.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let server = async {
-                let (stream, _) = l.accept().await.expect("accept");
-                accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                    .await
-                    .err()
-            };
-            let client = async {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                connect(stream, localhost(), client_cfg, HANDSHAKE)
-                    .await
-                    .err()
-            };
-            let (server_err, client_err) = monoio::join!(server, client);
+    with_configs(
+        &pki,
+        &other.ca,
+        |driver, server_cfg, client_cfg| async move {
+            let (server, client) = handshake_pair(server_cfg, client_cfg, localhost()).await;
+            let (server_err, client_err) = (server.err(), client.err());
             let client_err = client_err.expect("client must reject the certificate");
             assert_eq!(client_err.kind(), io::ErrorKind::InvalidData, "{driver}");
             let msg = client_err.to_string();
@@ -405,112 +396,85 @@ fn untrusted_ca_fails_with_rustls_reason_on_both_sides() {
             // The client's alert reaches the server, which names it.
             let msg = server_err.expect("server must fail too").to_string();
             assert!(msg.contains("alert"), "{driver}: {msg}");
-        }
-    });
+        },
+    );
 }
 
 #[test]
 fn wrong_name_fails() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let server = async {
-                let (stream, _) = l.accept().await.expect("accept");
-                accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                    .await
-                    .err()
-            };
-            let client = async {
-                let stream = TcpStream::connect(addr).await.expect("connect");
-                let name = ServerName::try_from("other.example").expect("name");
-                connect(stream, name, client_cfg, HANDSHAKE).await.err()
-            };
-            let (_, client_err) = monoio::join!(server, client);
-            let msg = client_err.expect("wrong name must fail").to_string();
-            assert!(msg.contains("not valid for name"), "{driver}: {msg}");
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let name = ServerName::try_from("other.example").expect("name");
+        let (_, client) = handshake_pair(server_cfg, client_cfg, name).await;
+        let msg = client.err().expect("wrong name must fail").to_string();
+        assert!(msg.contains("not valid for name"), "{driver}: {msg}");
     });
 }
 
 #[test]
 fn silent_peer_times_out_the_handshake() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let limit = Duration::from_millis(200);
-            // accept: the client connects and says nothing.
-            let silent = std::net::TcpStream::connect(addr).expect("connect");
-            let (stream, _) = l.accept().await.expect("accept");
-            let err = accept(stream, Vec::new(), Arc::clone(&server_cfg), limit)
-                .await
-                .err()
-                .expect("must time out");
-            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{driver}");
-            drop(silent);
-            // connect: the server accepts TCP and never answers the ClientHello.
-            let stream = TcpStream::connect(addr).await.expect("connect");
-            let (_held, _) = l.accept().await.expect("accept");
-            let err = connect(stream, localhost(), client_cfg, limit)
-                .await
-                .err()
-                .expect("must time out");
-            assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{driver}");
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let (l, addr) = listener().await;
+        let limit = Duration::from_millis(200);
+        // accept: the client connects and says nothing.
+        let silent = std::net::TcpStream::connect(addr).expect("connect");
+        let (stream, _) = l.accept().await.expect("accept");
+        let err = accept(stream, Vec::new(), Arc::clone(&server_cfg), limit)
+            .await
+            .err()
+            .expect("must time out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{driver}");
+        drop(silent);
+        // connect: the server accepts TCP and never answers the ClientHello.
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let (_held, _) = l.accept().await.expect("accept");
+        let err = connect(stream, localhost(), client_cfg, limit)
+            .await
+            .err()
+            .expect("must time out");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{driver}");
     });
 }
 
 #[test]
 fn timed_out_read_leaves_the_stream_usable() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let ((mut sr, mut sw, _), (mut cr, mut cw)) = pair(server_cfg, client_cfg).await;
-            let idle =
-                monoio::time::timeout(Duration::from_millis(50), sr.read(Vec::with_capacity(1024)))
-                    .await;
-            assert!(idle.is_err(), "{driver}: nothing was sent yet");
-            let (res, _) = cw.write_all(b"after the timeout".to_vec()).await;
-            res.expect("write");
-            assert_eq!(
-                read_exact(&mut sr, 17).await,
-                b"after the timeout",
-                "{driver}"
-            );
-            // A tiny destination takes plaintext in pieces without losing any.
-            let (res, _) = sw.write_all(b"0123456789".to_vec()).await;
-            res.expect("write");
-            let mut got = Vec::new();
-            while got.len() < 10 {
-                let (res, buf) = cr.read(Vec::with_capacity(3)).await;
-                let n = res.expect("read");
-                assert!((1..=3).contains(&n), "{driver}: {n}");
-                got.extend_from_slice(&buf[..n]);
-            }
-            assert_eq!(got, b"0123456789", "{driver}");
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let ((mut sr, mut sw, _), (mut cr, mut cw)) = pair(server_cfg, client_cfg).await;
+        let idle =
+            monoio::time::timeout(Duration::from_millis(50), sr.read(Vec::with_capacity(1024)))
+                .await;
+        assert!(idle.is_err(), "{driver}: nothing was sent yet");
+        let (res, _) = cw.write_all(b"after the timeout".to_vec()).await;
+        res.expect("write");
+        assert_eq!(
+            read_exact(&mut sr, 17).await,
+            b"after the timeout",
+            "{driver}"
+        );
+        // A tiny destination takes plaintext in pieces without losing any.
+        let (res, _) = sw.write_all(b"0123456789".to_vec()).await;
+        res.expect("write");
+        let mut got = Vec::new();
+        while got.len() < 10 {
+            let (res, buf) = cr.read(Vec::with_capacity(3)).await;
+            let n = res.expect("read");
+            assert!((1..=3).contains(&n), "{driver}: {n}");
+            got.extend_from_slice(&buf[..n]);
         }
+        assert_eq!(got, b"0123456789", "{driver}");
     });
 }
 
 #[test]
 fn readv_fills_several_iovecs() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
-            let (res, _) = cw.write_all(b"abcdefgh".to_vec()).await;
-            res.expect("write");
-            let bufs = VecBuf::from(vec![vec![0u8; 3], vec![0u8; 10]]);
-            let (res, bufs) = sr.readv(bufs).await;
-            assert_eq!(res.expect("readv"), 8, "{driver}");
-            let bufs: Vec<Vec<u8>> = bufs.into();
-            assert_eq!(bufs.concat(), b"abcdefgh", "{driver}");
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let ((mut sr, _sw, _), (_cr, mut cw)) = pair(server_cfg, client_cfg).await;
+        let (res, _) = cw.write_all(b"abcdefgh".to_vec()).await;
+        res.expect("write");
+        let bufs = VecBuf::from(vec![vec![0u8; 3], vec![0u8; 10]]);
+        let (res, bufs) = sr.readv(bufs).await;
+        assert_eq!(res.expect("readv"), 8, "{driver}");
+        let bufs: Vec<Vec<u8>> = bufs.into();
+        assert_eq!(bufs.concat(), b"abcdefgh", "{driver}");
     });
 }
 
@@ -518,34 +482,27 @@ fn readv_fills_several_iovecs() {
 /// of its next record; out-of-order or lost records would break the peer's decryption.
 #[test]
 fn peer_key_update_is_answered_in_order() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            let (l, addr) = listener().await;
-            let client = std_client(addr, client_cfg, |tls| {
-                while tls.conn.is_handshaking() {
-                    tls.conn.complete_io(&mut tls.sock).expect("handshake");
-                }
-                for round in 0..3u8 {
-                    tls.conn.refresh_traffic_keys().expect("key update");
-                    tls.write_all(&[b'a' + round]).expect("write");
-                    let mut got = [0u8; 1];
-                    tls.read_exact(&mut got).expect("read after key update");
-                    assert_eq!(got[0], b'A' + round);
-                }
-            });
-            let (stream, _) = l.accept().await.expect("accept");
-            let (mut r, mut w, _) = accept(stream, Vec::new(), server_cfg, HANDSHAKE)
-                .await
-                .expect("handshake");
-            for round in 0..3u8 {
-                assert_eq!(read_exact(&mut r, 1).await, [b'a' + round], "{driver}");
-                let (res, _) = w.write_all(vec![b'A' + round]).await;
-                res.expect("write");
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let (l, addr) = listener().await;
+        let client = std_client(addr, client_cfg, |tls| {
+            while tls.conn.is_handshaking() {
+                tls.conn.complete_io(&mut tls.sock).expect("handshake");
             }
-            client.join().expect("client thread");
+            for round in 0..3u8 {
+                tls.conn.refresh_traffic_keys().expect("key update");
+                tls.write_all(&[b'a' + round]).expect("write");
+                let mut got = [0u8; 1];
+                tls.read_exact(&mut got).expect("read after key update");
+                assert_eq!(got[0], b'A' + round);
+            }
+        });
+        let (mut r, mut w, _) = accept_one(&l, server_cfg).await.expect("handshake");
+        for round in 0..3u8 {
+            assert_eq!(read_exact(&mut r, 1).await, [b'a' + round], "{driver}");
+            let (res, _) = w.write_all(vec![b'A' + round]).await;
+            res.expect("write");
         }
+        client.join().expect("client thread");
     });
 }
 
@@ -553,24 +510,20 @@ fn peer_key_update_is_answered_in_order() {
 /// fail instead of sending garbage, and shutdown still closes the socket.
 #[test]
 fn dropped_write_breaks_the_writer() {
-    let pki = pki("lynxio test CA");
-    on_both_drivers(|driver| {
-        let (server_cfg, client_cfg) = (server_config(&pki), client_config(&pki.ca));
-        async move {
-            // Nobody reads the client's side, so the server's socket fills up.
-            let ((_sr, mut sw, _), _client) = pair(server_cfg, client_cfg).await;
-            let big = vec![7u8; 64 * 1024 * 1024];
-            let stuck = monoio::time::timeout(Duration::from_millis(200), sw.write_all(big)).await;
-            assert!(
-                stuck.is_err(),
-                "{driver}: 64 MiB cannot fit in socket buffers"
-            );
-            let (res, _) = sw.write(b"more".to_vec()).await;
-            let err = res.expect_err("a broken writer must refuse");
-            assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{driver}");
-            sw.shutdown()
-                .await
-                .expect("shutdown still closes the socket");
-        }
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        // Nobody reads the client's side, so the server's socket fills up.
+        let ((_sr, mut sw, _), _client) = pair(server_cfg, client_cfg).await;
+        let big = vec![7u8; 64 * 1024 * 1024];
+        let stuck = monoio::time::timeout(Duration::from_millis(200), sw.write_all(big)).await;
+        assert!(
+            stuck.is_err(),
+            "{driver}: 64 MiB cannot fit in socket buffers"
+        );
+        let (res, _) = sw.write(b"more".to_vec()).await;
+        let err = res.expect_err("a broken writer must refuse");
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe, "{driver}");
+        sw.shutdown()
+            .await
+            .expect("shutdown still closes the socket");
     });
 }
