@@ -42,14 +42,7 @@ LYNXIO=target/release/lynxio
 TOOL=target/release/examples/mitm_load
 LOAD="taskset -c $LOAD_CORE $TOOL load"
 
-WORK=$(mktemp -d /tmp/lynxio-mbench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_workdir lynxio-mbench
 
 # The HTTPS origin, on the load core.
 taskset -c "$LOAD_CORE" "$TOOL" origin "$WORK/origin-ca.pem" >"$WORK/origin.out" &

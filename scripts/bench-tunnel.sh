@@ -31,14 +31,7 @@ cargo build --release --quiet --bin lynxio --example tunnel_load
 LYNXIO=target/release/lynxio
 LOAD="taskset -c $LOAD_CORE target/release/examples/tunnel_load"
 
-WORK=$(mktemp -d /tmp/lynxio-tbench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.3
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_workdir lynxio-tbench
 
 
 start_lynxio() {

@@ -43,17 +43,7 @@ SQUID=$(command -v squid || echo /usr/sbin/squid)
 cargo build --release --quiet
 LYNXIO=target/release/lynxio
 
-WORK=$(mktemp -d /tmp/lynxio-bench.XXXXXX)
-chmod 755 "$WORK" # nginx workers run as an unprivileged user
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
-    [ -f "$WORK/squid.pid" ] && kill "$(cat "$WORK/squid.pid")" 2>/dev/null || true
-    sleep 0.5
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+make_workdir lynxio-bench
 
 # --- origin -------------------------------------------------------------------------------
 mkdir -p "$WORK/www" "$WORK/ngx"

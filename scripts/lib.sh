@@ -1,5 +1,25 @@
-# Shared helpers for the benchmark scripts (sourced, not run). Expects WORK, PIDS, PROXY_CORE
-# and SQUID (the squid binary) to be set by the caller.
+# Shared helpers for the benchmark scripts (sourced, not run). `make_workdir` sets WORK and
+# PIDS; start_squid also expects PROXY_CORE and SQUID (the squid binary) from the caller.
+
+# make_workdir NAME: a fresh /tmp/NAME.XXXXXX as WORK (world-readable: nginx workers run as an
+# unprivileged user), an empty PIDS list, and an EXIT trap that kills every PID in PIDS and
+# every daemon that left a pid file in WORK, then removes WORK.
+make_workdir() {
+    WORK=$(mktemp -d "/tmp/$1.XXXXXX")
+    chmod 755 "$WORK"
+    PIDS=()
+    trap cleanup_workdir EXIT
+}
+
+cleanup_workdir() {
+    local p f
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for f in "$WORK"/*.pid; do
+        [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    done
+    sleep 0.5
+    rm -rf "$WORK"
+}
 
 # wait_port PORT: until something accepts on 127.0.0.1:PORT (10 s at most).
 wait_port() {
