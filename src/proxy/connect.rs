@@ -169,49 +169,33 @@ pub async fn established(
     let target = format!("{}:{}", target.host, target.port);
     let secs = started.elapsed().as_secs_f64();
     let (up, down) = (stats.client_to_origin, stats.origin_to_client);
-    match end {
-        TunnelEnd::Done => {
-            tracing::info!(%target, kind, sni, up, down, secs, "tunnel closed")
-        }
-        TunnelEnd::IdleTimeout => {
-            tracing::info!(%target, kind, sni, up, down, secs, "tunnel idle timeout")
-        }
-        TunnelEnd::ClientError(e) => {
-            tracing::info!(%target, kind, sni, up, down, secs, error = %e, "tunnel: client failed")
-        }
-        TunnelEnd::OriginError(e) => {
-            tracing::info!(%target, kind, sni, up, down, secs, error = %e, "tunnel: origin failed")
-        }
-    }
+    let (how, error) = match &end {
+        TunnelEnd::Done => ("done", None),
+        TunnelEnd::IdleTimeout => ("idle timeout", None),
+        TunnelEnd::ClientError(e) => ("client failed", Some(e)),
+        TunnelEnd::OriginError(e) => ("origin failed", Some(e)),
+    };
+    let error = error.map(tracing::field::display);
+    tracing::info!(%target, kind, sni, up, down, secs, end = how, error, "tunnel closed");
 }
 
 /// Read until the prefix is recognised, the sniff limit is reached, the client goes quiet
-/// until `deadline`, or it closes. Waits on readiness, never on a pending read, so giving up
-/// at the deadline cannot swallow bytes that arrive just then.
+/// until `deadline`, or it closes.
 async fn sniff_prefix(stream: &mut TcpStream, buf: &mut ReadBuf, deadline: Instant) -> Protocol {
-    loop {
-        match sniff::detect(buf.bytes()) {
-            Detect::Found(protocol) => return protocol,
-            Detect::NotThis => return Protocol::Unknown,
-            Detect::NeedMore => {}
-        }
-        if buf.len() >= sniff::MAX_SNIFF_BYTES || !read_ready(stream, deadline).await {
-            return Protocol::Unknown;
-        }
-        match buf.fill(stream, sniff::MAX_SNIFF_BYTES - buf.len()).await {
-            Ok(n) if n > 0 => {}
-            // EOF or error: nothing more to learn; the relay sees the same and ends.
-            _ => return Protocol::Unknown,
-        }
-    }
-}
-
-/// Wait until `stream` is readable (data or EOF); false at `deadline` or on error.
-async fn read_ready(stream: &TcpStream, deadline: Instant) -> bool {
-    matches!(
-        monoio::time::timeout_at(deadline.into(), stream.readable(false)).await,
-        Ok(Ok(()))
-    )
+    let decided =
+        read_until(
+            stream,
+            buf,
+            sniff::MAX_SNIFF_BYTES,
+            deadline,
+            |bytes| match sniff::detect(bytes) {
+                Detect::Found(protocol) => Some(protocol),
+                Detect::NotThis => Some(Protocol::Unknown),
+                Detect::NeedMore => None,
+            },
+        );
+    // Limit, silence, EOF or error: nothing more to learn; the relay sees the same and ends.
+    decided.await.unwrap_or(Protocol::Unknown)
 }
 
 /// Read (up to the head limit and `deadline`) until `buf` holds a complete request head, to
@@ -224,20 +208,51 @@ async fn read_http_head(
     deadline: Instant,
 ) -> Option<RequestHead> {
     let limits = &worker.cfg.head_limits;
+    let parsed =
+        read_until(
+            stream,
+            buf,
+            limits.max_head_bytes,
+            deadline,
+            |bytes| match http1::parse_request(bytes, limits) {
+                Ok(Some((head, _))) => Some(Some(head)),
+                Ok(None) => None,
+                Err(_) => Some(None),
+            },
+        );
+    parsed.await.flatten()
+}
+
+/// Reads into `buf` until `decide` returns an answer for the bytes so far. `None` once `buf`
+/// holds `limit` bytes undecided, at `deadline`, on EOF or on error. Waits on readiness, never
+/// on a pending read, so giving up at the deadline cannot swallow bytes that arrive just then.
+async fn read_until<T>(
+    stream: &mut TcpStream,
+    buf: &mut ReadBuf,
+    limit: usize,
+    deadline: Instant,
+    mut decide: impl FnMut(&[u8]) -> Option<T>,
+) -> Option<T> {
     loop {
-        match http1::parse_request(buf.bytes(), limits) {
-            Ok(Some((head, _))) => return Some(head),
-            Ok(None) => {}
-            Err(_) => return None,
+        if let Some(answer) = decide(buf.bytes()) {
+            return Some(answer);
         }
-        if buf.len() >= limits.max_head_bytes || !read_ready(stream, deadline).await {
+        if buf.len() >= limit || !read_ready(stream, deadline).await {
             return None;
         }
-        match buf.fill(stream, limits.max_head_bytes - buf.len()).await {
+        match buf.fill(stream, limit - buf.len()).await {
             Ok(n) if n > 0 => {}
             _ => return None,
         }
     }
+}
+
+/// Wait until `stream` is readable (data or EOF); false at `deadline` or on error.
+async fn read_ready(stream: &TcpStream, deadline: Instant) -> bool {
+    matches!(
+        monoio::time::timeout_at(deadline.into(), stream.readable(false)).await,
+        Ok(Ok(()))
+    )
 }
 
 /// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
