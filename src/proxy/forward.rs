@@ -134,14 +134,6 @@ fn via_for(version: Version) -> &'static [u8] {
     }
 }
 
-/// Does the client want the connection kept open after this exchange?
-fn client_wants_keep_alive(head: &RequestHead) -> bool {
-    match head.version {
-        Version::Http11 => !head.conn.close,
-        Version::Http10 => head.conn.keep_alive && !head.conn.close,
-    }
-}
-
 /// Run one request through the pipeline. Ok(true): the client connection may serve another.
 pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
@@ -457,11 +449,8 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
         .body_kind(&req.method)
         .map_err(|e| Failure::from(ProxyError::BadResponse(e)))?;
     let dechunk = kind == BodyKind::Chunked && req.version == Version::Http10;
-    let upstream_keep = match resp.version {
-        Version::Http11 => !resp.conn.close,
-        Version::Http10 => resp.conn.keep_alive && !resp.conn.close,
-    };
-    let client_keep = client_wants_keep_alive(req)
+    let upstream_keep = resp.wants_keep_alive();
+    let client_keep = req.wants_keep_alive()
         && !worker.shutting_down.get()
         && kind != BodyKind::UntilClose
         && !dechunk
