@@ -13,6 +13,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 
 use crate::http1::{DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, MAX_HEADERS_CAP};
+pub use crate::net::dns::ResolveOverride;
+pub use crate::net::runtime::DriverKind;
+use crate::observe::hub::CaptureTarget;
 use crate::rules::{RuleError, RuleSet, RuleSpec};
 
 /// Default listen address.
@@ -44,18 +47,8 @@ pub use crate::tunnel::DEFAULT_PIPE_SIZE;
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 /// Threads (shared by all workers) that run blocking `getaddrinfo` calls.
 pub const DEFAULT_DNS_THREADS: usize = 2;
-
-/// Which event driver each worker runtime uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DriverKind {
-    /// io_uring, falling back to epoll (with one log line) if the ring cannot be built.
-    Auto,
-    /// io_uring only; failing to build the ring is a startup error.
-    Uring,
-    /// epoll only.
-    Epoll,
-}
+/// Upper bound for `--capture-bodies` (bytes kept per body, per exchange in flight).
+pub const MAX_CAPTURE_BODIES: usize = 16 * 1024 * 1024;
 
 /// `lynxio` command line.
 #[derive(Debug, Parser)]
@@ -80,6 +73,26 @@ pub enum Command {
     Run(Settings),
     /// Manage the root CA that signs intercepted hosts' certificates.
     Ca(CaArgs),
+    /// Convert a capture file (`--capture`, JSON Lines) to HAR 1.2 on stdout.
+    Har(HarArgs),
+}
+
+/// `lynxio har CAPTURE.jsonl`
+#[derive(Debug, Args)]
+pub struct HarArgs {
+    /// The capture file (`-` for stdin).
+    #[arg(value_name = "CAPTURE")]
+    pub capture: PathBuf,
+}
+
+/// Format of log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
 }
 
 /// `lynxio ca ...`
@@ -238,6 +251,22 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub insecure_upstream: bool,
+    /// Log line format: text or json (one object per line).
+    #[arg(long, value_enum, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+    /// Write flow events as JSON Lines to FILE (`-` = stdout): request, response, end,
+    /// tunnel_open, tunnel_close, error. Appends to an existing file.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+    /// Also capture up to this many bytes of each request and response body.
+    #[arg(long, value_name = "BYTES")]
+    pub capture_bodies: Option<usize>,
+    /// Serve /healthz, /metrics (Prometheus) and /events (live flow events, SSE) on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token required by the admin listener (required on a non-loopback address).
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
     /// `[[rule]]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
@@ -249,14 +278,6 @@ fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration
     humantime::parse_duration(&s)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
-}
-
-/// A `--resolve` entry: connections to `host:port` go to these addresses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResolveOverride {
-    pub host: String,
-    pub port: u16,
-    pub addrs: Vec<IpAddr>,
 }
 
 /// All timeouts, resolved.
@@ -300,6 +321,14 @@ pub struct Config {
     pub upstream_ca: Option<PathBuf>,
     /// Skip origin certificate verification when intercepting.
     pub insecure_upstream: bool,
+    pub log_format: LogFormat,
+    /// Where flow events are written (`--capture`).
+    pub capture: Option<CaptureTarget>,
+    /// Body bytes kept per body in captured events (0: none).
+    pub capture_bodies: usize,
+    /// Admin listener address and the token it requires.
+    pub admin: Option<SocketAddr>,
+    pub admin_token: Option<String>,
 }
 
 /// A configuration problem found at start-up.
@@ -391,6 +420,11 @@ impl Settings {
             rule: file.rule,
             upstream_ca: self.upstream_ca.or(file.upstream_ca),
             insecure_upstream: self.insecure_upstream || file.insecure_upstream,
+            log_format: self.log_format.or(file.log_format),
+            capture: self.capture.or(file.capture),
+            capture_bodies: self.capture_bodies.or(file.capture_bodies),
+            admin: self.admin.or(file.admin),
+            admin_token: self.admin_token.or(file.admin_token),
         }
     }
 }
@@ -483,6 +517,40 @@ impl Config {
             }
         }
         let rules = Arc::new(RuleSet::compile(&s.rule, &s.mitm)?);
+        let capture_bodies = s.capture_bodies.unwrap_or(0);
+        if capture_bodies > MAX_CAPTURE_BODIES {
+            return Err(invalid(
+                "capture_bodies",
+                format!("{capture_bodies} (at most {MAX_CAPTURE_BODIES})"),
+            ));
+        }
+        if capture_bodies > 0 && s.capture.is_none() && s.admin.is_none() {
+            return Err(invalid(
+                "capture_bodies",
+                "needs --capture or --admin (someone must read the events)",
+            ));
+        }
+        let capture = s.capture.map(|p| {
+            if p.as_os_str() == "-" {
+                CaptureTarget::Stdout
+            } else {
+                CaptureTarget::File(p)
+            }
+        });
+        if let Some(token) = &s.admin_token
+            && token.is_empty()
+        {
+            return Err(invalid("admin_token", "must not be empty"));
+        }
+        if let Some(addr) = s.admin
+            && !addr.ip().is_loopback()
+            && s.admin_token.is_none()
+        {
+            return Err(invalid(
+                "admin",
+                format!("{addr} is not a loopback address: set --admin-token"),
+            ));
+        }
         Ok(Config {
             listen,
             workers,
@@ -505,6 +573,11 @@ impl Config {
             rules,
             upstream_ca: s.upstream_ca,
             insecure_upstream: s.insecure_upstream,
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
+            capture,
+            capture_bodies,
+            admin: s.admin,
+            admin_token: s.admin_token,
         })
     }
 }

@@ -12,6 +12,7 @@ pub mod error;
 pub mod http1;
 pub mod mitm;
 pub mod net;
+pub mod observe;
 pub mod proxy;
 pub mod rules;
 pub mod sniff;

@@ -18,6 +18,7 @@ fn main() -> ExitCode {
     let settings = match cli.command {
         Some(Command::Run(settings)) => settings,
         Some(Command::Ca(args)) => return ca_command(args.command),
+        Some(Command::Har(args)) => return har_command(&args.capture),
         None => cli.run,
     };
     let cfg = match Config::from_settings(settings) {
@@ -83,5 +84,41 @@ fn ca_command(command: CaCommand) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// `lynxio har CAPTURE`: the capture as HAR 1.2 on stdout; malformed lines are skipped with a
+/// warning naming their line number.
+fn har_command(path: &std::path::Path) -> ExitCode {
+    use std::io::{BufRead, BufReader, Write};
+    let input: Box<dyn BufRead> = if path.as_os_str() == "-" {
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        match std::fs::File::open(path) {
+            Ok(f) => Box::new(BufReader::new(f)),
+            Err(e) => {
+                eprintln!("lynxio: cannot open {}: {e}", path.display());
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let mut warn = |line: usize, why: &str| eprintln!("lynxio har: line {line} skipped: {why}");
+    let har = match lynxio::observe::har::convert(input, &mut warn) {
+        Ok(har) => har,
+        Err(e) => {
+            eprintln!("lynxio: reading {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let written = serde_json::to_writer_pretty(&mut out, &har)
+        .map_err(std::io::Error::from)
+        .and_then(|()| writeln!(out));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lynxio: writing HAR: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -10,7 +10,14 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::config::ResolveOverride;
+/// A `--resolve` entry: connections to `host:port` go to these addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    pub host: String,
+    pub port: u16,
+    pub addrs: Vec<IpAddr>,
+}
+
 
 /// Entries kept per worker before expired ones are swept (and, if still full, all dropped).
 pub const DNS_CACHE_MAX_ENTRIES: usize = 4096;

@@ -15,7 +15,18 @@ use monoio::blocking::DefaultThreadPool;
 use monoio::time::TimeDriver;
 use monoio::{IoUringDriver, LegacyDriver, Runtime, RuntimeBuilder};
 
-use crate::config::DriverKind;
+/// Which event driver each worker runtime uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriverKind {
+    /// io_uring, falling back to epoll (with one log line) if the ring cannot be built.
+    Auto,
+    /// io_uring only; failing to build the ring is a startup error.
+    Uring,
+    /// epoll only.
+    Epoll,
+}
+
 
 /// How to build each worker's runtime.
 #[derive(Debug, Clone)]
