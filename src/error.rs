@@ -20,8 +20,9 @@ pub enum ProxyError {
     /// `https://` absolute-form: clients must use CONNECT for TLS.
     #[error("absolute-form https:// request; use CONNECT for TLS")]
     HttpsWithoutConnect,
-    /// CONNECT sent inside a CONNECT tunnel (tunnels do not nest).
-    #[error("CONNECT inside a tunnel is not allowed")]
+    /// CONNECT sent inside a CONNECT tunnel or an intercepted TLS session: CONNECT is only
+    /// valid directly from a proxy client (tunnels do not nest).
+    #[error("CONNECT is only allowed directly from a proxy client, not inside a tunnel")]
     ConnectInTunnel,
     /// `Expect:` with something other than `100-continue`.
     #[error("unsupported expectation")]

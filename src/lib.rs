@@ -7,6 +7,7 @@
 //! sockets), [`tunnel`], [`sniff`], [`mitm`] and [`rules`]. At the bottom [`net`] owns runtimes, workers,
 //! listeners, dialing, DNS and buffers. See ARCHITECTURE.md for the data flow.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod http1;

@@ -8,7 +8,11 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
-use lynxio::config::{CaCommand, Cli, Command, Config};
+use lynxio::config::{CaCommand, Cli, Command, Config, LogFormat};
+
+/// Log lines that may wait for the log writer thread; beyond, new lines are dropped (counted
+/// by the writer) rather than stalling a worker.
+const LOG_QUEUE_LINES: usize = 64 * 1024;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -39,11 +43,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    // Log lines are formatted on the thread that logs and written by a dedicated thread in
+    // batches, so a worker never waits on stderr. The guard flushes what is queued on exit.
+    let (writer, _log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE_LINES)
+        .thread_name("lynxio-log")
+        .finish(std::io::BufWriter::new(std::io::stderr()));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(writer);
+    match cfg.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+    }
     match lynxio::proxy::run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1062,12 +1062,12 @@ fn tls_client_hello_tunnelled(driver: &str) {
             "{name}: {tail:?} {end:?}"
         );
     }
-    // The "tunnel closed" line is written right after the relay ends.
+    // The tunnel's access line is written right after the relay ends.
     thread::sleep(Duration::from_millis(300));
     let log = proxy.stop_and_log();
     let closed: Vec<&str> = log
         .lines()
-        .filter(|l| l.contains("tunnel closed"))
+        .filter(|l| l.contains("lynxio::access: tunnel"))
         .collect();
     for (name, hello, sni) in HELLOS {
         let line = closed
@@ -1075,7 +1075,7 @@ fn tls_client_hello_tunnelled(driver: &str) {
             .find(|l| field(l, "sni").as_deref() == Some(sni))
             .unwrap_or_else(|| {
                 panic!(
-                    "{name}: no \"tunnel closed\" line with sni={sni}; tunnel lines:\n{}",
+                    "{name}: no tunnel access line with sni={sni}; tunnel lines:\n{}",
                     closed.join("\n")
                 )
             });

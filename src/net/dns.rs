@@ -18,7 +18,6 @@ pub struct ResolveOverride {
     pub addrs: Vec<IpAddr>,
 }
 
-
 /// Entries kept per worker before expired ones are swept (and, if still full, all dropped).
 pub const DNS_CACHE_MAX_ENTRIES: usize = 4096;
 /// How long a failed lookup is remembered.
@@ -34,6 +33,17 @@ enum Answer {
 struct Entry {
     answer: Answer,
     expires: Instant,
+}
+
+/// Where an answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup {
+    /// An IP literal or a `--resolve` override: no lookup at all.
+    Literal,
+    /// The worker's cache (a hit).
+    Cached,
+    /// The system resolver (a miss).
+    Resolved,
 }
 
 /// A per-worker resolver.
@@ -56,29 +66,32 @@ impl Resolver {
         }
     }
 
-    /// Addresses for `host` (lowercase, IPv6 without brackets) and `port`, in resolver order.
-    pub async fn resolve(&self, host: &str, port: u16) -> io::Result<Vec<SocketAddr>> {
-        let ips = self.lookup(host, port).await?;
-        Ok(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect())
+    /// Addresses for `host` (lowercase, IPv6 without brackets) and `port`, in resolver order,
+    /// and where the answer came from (the error, too, may come from the cache).
+    pub async fn resolve(&self, host: &str, port: u16) -> (io::Result<Vec<SocketAddr>>, Lookup) {
+        let (ips, how) = self.lookup(host, port).await;
+        let addrs = ips.map(|ips| ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+        (addrs, how)
     }
 
-    async fn lookup(&self, host: &str, port: u16) -> io::Result<Rc<[IpAddr]>> {
+    async fn lookup(&self, host: &str, port: u16) -> (io::Result<Rc<[IpAddr]>>, Lookup) {
         if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(Rc::from([ip].as_slice()));
+            return (Ok(Rc::from([ip].as_slice())), Lookup::Literal);
         }
         if !self.overrides.is_empty()
             && let Some(ips) = self.overrides.get(&(host.to_owned(), port))
         {
-            return Ok(ips.clone());
+            return (Ok(ips.clone()), Lookup::Literal);
         }
         let now = Instant::now();
         if let Some(entry) = self.cache.borrow().get(host)
             && entry.expires > now
         {
-            return match &entry.answer {
+            let answer = match &entry.answer {
                 Answer::Found(ips) => Ok(ips.clone()),
                 Answer::Failed(kind, msg) => Err(io::Error::new(*kind, msg.to_string())),
             };
+            return (answer, Lookup::Cached);
         }
         let name = host.to_owned();
         let result = monoio::spawn_blocking(move || system_lookup(&name))
@@ -93,7 +106,7 @@ impl Resolver {
             ),
         };
         self.insert(host, answer, now + ttl);
-        result
+        (result, Lookup::Resolved)
     }
 
     fn insert(&self, host: &str, answer: Answer, expires: Instant) {

@@ -27,7 +27,6 @@ pub enum DriverKind {
     Epoll,
 }
 
-
 /// How to build each worker's runtime.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {

@@ -340,7 +340,11 @@ mod tests {
             bytes: "hé".as_bytes()[..2].to_vec(),
             truncated: true,
         };
-        assert!(serde_json::to_string(&cut).unwrap().contains(r#""data":"h""#));
+        assert!(
+            serde_json::to_string(&cut)
+                .unwrap()
+                .contains(r#""data":"h""#)
+        );
         let binary = Body {
             bytes: vec![0xff, 0x00, 0x10],
             truncated: false,

@@ -21,8 +21,10 @@ impl Counter {
     #[inline]
     pub fn add(&self, n: u64) {
         // Single writer: a plain load and store is enough and avoids a locked add.
-        self.0
-            .store(self.0.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+        self.0.store(
+            self.0.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
     }
 
     pub fn get(&self) -> u64 {

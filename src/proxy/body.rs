@@ -15,6 +15,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use crate::http1::{BodyKind, ChunkedDecoder, ParseError};
 use crate::net::ReadBuf;
 
+use super::ctx::flow::Tally;
+
 /// Buffer size used while streaming a large body (fewer, larger reads and writes).
 pub const BODY_BUF_SIZE: usize = 64 * 1024;
 
@@ -81,15 +83,26 @@ async fn need_bytes<R: AsyncReadRent>(
     Ok(())
 }
 
+/// Write the first `n` buffered bytes to `dst` and count them.
 async fn forward<W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     dst: &mut W,
     n: usize,
     idle: Duration,
+    tally: &mut Tally,
 ) -> Result<(), RelayError> {
     write_within(idle, buf.write_to(dst, n))
         .await
-        .map_err(RelayError::Write)
+        .map_err(RelayError::Write)?;
+    tally.count(n);
+    Ok(())
+}
+
+/// Keep the first `n` buffered bytes as body content, when bodies are captured.
+fn keep_raw(buf: &ReadBuf, n: usize, tally: &mut Tally) {
+    if tally.keeping_bytes() {
+        tally.keep(buf.bytes().get(..n).unwrap_or_default());
+    }
 }
 
 /// Run a write, failing with `TimedOut` if the peer accepts no bytes for `limit`: a receiver
@@ -108,7 +121,8 @@ where
     }
 }
 
-/// Move a body of framing `kind` from `src` (with the bytes already in `buf`) to `dst`.
+/// Move a body of framing `kind` from `src` (with the bytes already in `buf`) to `dst`,
+/// counting the wire bytes written (and keeping the content's first bytes) in `tally`.
 /// On success the body has been written completely and `buf` holds only what follows it.
 pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
@@ -117,15 +131,16 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     kind: BodyKind,
     mode: ChunkMode,
     idle: Duration,
+    tally: &mut Tally,
 ) -> Result<(), RelayError> {
     match kind {
         BodyKind::Empty => Ok(()),
-        BodyKind::Length(len) => relay_length(src, buf, dst, len, idle).await,
+        BodyKind::Length(len) => relay_length(src, buf, dst, len, idle, tally).await,
         BodyKind::Chunked => {
             buf.reserve_total(BODY_BUF_SIZE);
             match mode {
-                ChunkMode::Verbatim => relay_chunked(src, buf, dst, idle).await,
-                ChunkMode::Dechunk => relay_dechunked(src, buf, dst, idle).await,
+                ChunkMode::Verbatim => relay_chunked(src, buf, dst, idle, tally).await,
+                ChunkMode::Dechunk => relay_dechunked(src, buf, dst, idle, tally).await,
             }
         }
         BodyKind::UntilClose => {
@@ -135,7 +150,8 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
                     return Ok(());
                 }
                 let n = buf.len();
-                forward(buf, dst, n, idle).await?;
+                keep_raw(buf, n, tally);
+                forward(buf, dst, n, idle, tally).await?;
             }
         }
     }
@@ -147,6 +163,7 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
     dst: &mut W,
     len: u64,
     idle: Duration,
+    tally: &mut Tally,
 ) -> Result<(), RelayError> {
     let mut remaining = len;
     if remaining > buf.capacity() as u64 {
@@ -156,7 +173,8 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
         let want = usize::try_from(remaining).unwrap_or(usize::MAX);
         need_bytes(src, buf, want, idle).await?;
         let n = buf.len().min(want);
-        forward(buf, dst, n, idle).await?;
+        keep_raw(buf, n, tally);
+        forward(buf, dst, n, idle, tally).await?;
         remaining -= n as u64;
     }
     Ok(())
@@ -167,6 +185,7 @@ async fn relay_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     dst: &mut W,
     idle: Duration,
+    tally: &mut Tally,
 ) -> Result<(), RelayError> {
     let mut decoder = ChunkedDecoder::new();
     loop {
@@ -175,12 +194,14 @@ async fn relay_chunked<R: AsyncReadRent, W: AsyncWriteRent>(
         let bytes = buf.bytes();
         let mut validated = 0;
         while validated < bytes.len() && !decoder.is_done() {
-            let step = decoder
-                .decode(&bytes[validated..])
-                .map_err(RelayError::Framing)?;
+            let rest = bytes.get(validated..).unwrap_or_default();
+            let step = decoder.decode(rest).map_err(RelayError::Framing)?;
+            if tally.keeping_bytes() {
+                tally.keep(rest.get(step.data.clone()).unwrap_or_default());
+            }
             validated += step.consumed;
         }
-        forward(buf, dst, validated, idle).await?;
+        forward(buf, dst, validated, idle, tally).await?;
         if decoder.is_done() {
             return Ok(());
         }
@@ -192,13 +213,15 @@ async fn relay_dechunked<R: AsyncReadRent, W: AsyncWriteRent>(
     buf: &mut ReadBuf,
     dst: &mut W,
     idle: Duration,
+    tally: &mut Tally,
 ) -> Result<(), RelayError> {
     let mut decoder = ChunkedDecoder::new();
     while !decoder.is_done() {
         need_bytes(src, buf, usize::MAX, idle).await?;
         let step = decoder.decode(buf.bytes()).map_err(RelayError::Framing)?;
         buf.consume(step.data.start);
-        forward(buf, dst, step.data.len(), idle).await?;
+        keep_raw(buf, step.data.len(), tally);
+        forward(buf, dst, step.data.len(), idle, tally).await?;
         buf.consume(step.consumed - step.data.end);
     }
     Ok(())

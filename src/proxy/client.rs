@@ -1,9 +1,13 @@
-//! The client side of a connection: read request heads one after another (keep-alive and
-//! pipelining fall out of keeping unconsumed bytes in the read buffer), run each through the
-//! request pipeline, and answer failures with the status [`ProxyError::status`] maps them to.
-//! Generic over the byte stream so plain TCP, HTTP inside a CONNECT tunnel and decrypted TLS
-//! can share it. Timeouts: idle keep-alive before the first byte of a request, then the
-//! slowloris bound for the rest of the head.
+//! The client side of a connection, and the one place that knows the order of a connection's
+//! steps: read request heads one after another (keep-alive and pipelining fall out of keeping
+//! unconsumed bytes in the read buffer); give each its [`Flow`]; route it to lynxio's own pages,
+//! the forwarding pipeline or CONNECT; answer failures with the status [`ProxyError::status`]
+//! maps them to while no response byte has reached the client (else close); and report every
+//! finished flow. After a CONNECT, the tunnel's sniffed content decides what runs next: an
+//! opaque relay, this same loop over HTTP inside the tunnel, or over decrypted TLS.
+//! Generic over the byte stream, so plain TCP, tunnelled HTTP and decrypted TLS share it.
+//! Timeouts: idle keep-alive before the first byte of a request, then the slowloris bound for
+//! the rest of the head.
 
 use std::rc::Rc;
 use std::time::Instant;
@@ -13,120 +17,161 @@ use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::http1::{self, Method, RequestHead};
-use crate::net::ReadBuf;
 use crate::net::buf::write_vec;
+use crate::net::{PoolKey, ReadBuf};
 
 use super::body::write_within;
-use super::connect;
-use super::forward::{self, Failure};
-use super::worker::Worker;
-
-/// Read buffer each client connection starts with (grows for big heads, up to the head limit).
-pub const CLIENT_BUF_SIZE: usize = 8 * 1024;
-
-/// One client connection's halves and buffers.
-pub struct Client<R, W> {
-    pub r: R,
-    pub w: W,
-    pub buf: ReadBuf,
-    /// Scratch for serialized heads, reused across requests.
-    pub out: Vec<u8>,
-}
-
-impl<R: AsyncReadRent, W: AsyncWriteRent> Client<R, W> {
-    pub fn new(r: R, w: W, buf: ReadBuf) -> Self {
-        Client {
-            r,
-            w,
-            buf,
-            out: Vec::with_capacity(1024),
-        }
-    }
-}
-
-/// Where a connection's requests come from, which decides how origin-form requests and
-/// CONNECT are treated.
-#[derive(Debug, Clone, Copy)]
-pub enum ConnCtx<'a> {
-    /// A client talking to the proxy directly: absolute-form requests and CONNECT.
-    Proxy,
-    /// HTTP/1 found inside a CONNECT tunnel to `origin`: origin-form requests go there.
-    Tunnel { origin: &'a TunnelOrigin },
-    /// Decrypted HTTP/1 from an intercepted TLS tunnel: requests go to `origin` over TLS.
-    Intercepted {
-        origin: &'a TunnelOrigin,
-        session: &'a InterceptSession,
-    },
-}
-
-/// An intercepted client session's link to its origin.
-#[derive(Debug)]
-pub struct InterceptSession {
-    /// Worker-unique id; keys the session's private origin connections in the pool.
-    pub id: u64,
-    /// SNI (and certificate name) for the origin: the client's SNI, else the CONNECT host.
-    pub server_name: rustls::pki_types::ServerName<'static>,
-    pub tls: std::sync::Arc<rustls::ClientConfig>,
-}
-
-/// The `host:port` a CONNECT tunnel was opened to.
-#[derive(Debug, Clone)]
-pub struct TunnelOrigin {
-    /// Lowercased host (IPv6 without brackets), as dialed.
-    pub host: String,
-    pub port: u16,
-    /// The CONNECT target exactly as the client wrote it: the default `Host` value.
-    pub authority: Vec<u8>,
-}
+use super::connect::{self, Intercepted, Sniffed};
+use super::ctx::{CLIENT_BUF_SIZE, Client, ConnCtx, Flow, Peer, TunnelOrigin, Upstream, Worker};
+use super::report::{self, Tunnel, TunnelEnded};
+use super::{forward, local, route};
 
 /// How a client conversation ended.
 pub enum Served {
     /// Closed (by either side, on error, or idle).
     Closed,
-    /// A CONNECT succeeded (`200` sent): the connection now belongs to the tunnel to `origin`.
+    /// A CONNECT succeeded (`200` sent): the connection now belongs to the tunnel to `origin`,
+    /// and `flow` (the CONNECT's) goes on as the tunnel's.
     Tunnel {
         origin: TcpStream,
         target: TunnelOrigin,
+        flow: Box<Flow>,
     },
 }
 
+/// Counts a client connection as open while it lives.
+struct OpenConnection<'a>(&'a Worker);
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.client_connections.dec();
+    }
+}
+
 /// Serve a plain TCP client connection.
-pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream) {
+pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
+    worker.metrics.client_connections.inc();
+    let _open = OpenConnection(&worker);
     // Best effort: a failure only costs latency.
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
-    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
+    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE), peer);
     // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
     // would otherwise carry that space in its task for as long as it lives.
     let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
-    if let Served::Tunnel { origin, target } = served {
+    if let Served::Tunnel {
+        origin,
+        target,
+        mut flow,
+    } = served
+    {
         let Client { r, w, buf, .. } = client;
         match r.reunite(w) {
-            Ok(stream) => connect::established(&worker, stream, buf, origin, target).await,
+            Ok(stream) => tunnel(&worker, stream, buf, origin, &target, &mut flow).await,
             // Cannot happen: both halves come from the same `into_split` above.
-            Err(_) => tracing::error!("cannot reunite client halves; closing tunnel"),
+            Err(_) => {
+                tracing::error!(id = %flow.id, "cannot reunite client halves; closing tunnel")
+            }
         }
     }
 }
 
-/// The request's URL for logs: the target as sent, with `http://` or `https://` and the
-/// tunnel's authority put in front of an origin-form target inside a tunnel (capped).
-fn request_url(head: &RequestHead, ctx: ConnCtx<'_>) -> String {
-    const MAX_LOGGED: usize = 256;
-    let target = head.target();
-    let target = String::from_utf8_lossy(target.get(..MAX_LOGGED).unwrap_or(target));
-    let (scheme, origin) = match ctx {
-        ConnCtx::Proxy => return target.into_owned(),
-        ConnCtx::Tunnel { origin } => ("http", origin),
-        ConnCtx::Intercepted { origin, .. } => ("https", origin),
-    };
-    if !target.starts_with('/') {
-        return target.into_owned();
+/// After `200 Connection established`: sniff, then relay or serve what the tunnel carries.
+async fn tunnel(
+    worker: &Worker,
+    stream: TcpStream,
+    buf: ReadBuf,
+    origin: TcpStream,
+    target: &TunnelOrigin,
+    flow: &mut Flow,
+) {
+    match connect::established(worker, stream, buf, origin, target, flow).await {
+        Sniffed::Relayed => {}
+        Sniffed::Http {
+            stream,
+            buf,
+            origin,
+            tunnel,
+        } => {
+            Box::pin(serve_tunnel_http(
+                worker, stream, buf, origin, target, flow, tunnel,
+            ))
+            .await
+        }
+        Sniffed::Intercepted(parts) => {
+            Box::pin(serve_intercepted(worker, *parts, target, flow)).await
+        }
     }
-    format!(
-        "{scheme}://{}{target}",
-        String::from_utf8_lossy(&origin.authority)
-    )
+}
+
+/// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
+/// first pooled upstream for it, and the requests run through the normal pipeline.
+async fn serve_tunnel_http(
+    worker: &Worker,
+    stream: TcpStream,
+    buf: ReadBuf,
+    origin: TcpStream,
+    target: &TunnelOrigin,
+    flow: &mut Flow,
+    tunnel: Tunnel,
+) {
+    let mut key = PoolKey::default();
+    key.set(&target.host, target.port);
+    worker
+        .pool
+        .borrow_mut()
+        .put(&key, Upstream::new(origin), Instant::now());
+    let (r, w) = stream.into_split();
+    let mut client = Client::new(r, w, buf, flow.peer);
+    let served = serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
+    end_inner(worker, flow, &tunnel, &client, served);
+}
+
+/// Decrypted HTTP/1 of an intercepted session; its origin connections are private to it.
+async fn serve_intercepted(
+    worker: &Worker,
+    parts: Intercepted,
+    target: &TunnelOrigin,
+    flow: &mut Flow,
+) {
+    let Intercepted {
+        r,
+        w,
+        session,
+        tunnel,
+    } = parts;
+    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE), flow.peer);
+    let ctx = ConnCtx::Intercepted {
+        origin: target,
+        session: &session,
+    };
+    let served = serve_http(worker, &mut client, ctx).await;
+    let mut key = PoolKey::default();
+    key.set_session(session.id, &target.host, target.port);
+    worker.pool.borrow_mut().remove(&key);
+    let _ = write_within(worker.cfg.timeouts.client_idle, client.w.shutdown()).await;
+    end_inner(worker, flow, &tunnel, &client, served);
+}
+
+/// A tunnel that carried HTTP ended: its line counts the body bytes of the exchanges inside.
+fn end_inner<R, W>(
+    worker: &Worker,
+    flow: &Flow,
+    tunnel: &Tunnel,
+    client: &Client<R, W>,
+    served: Served,
+) {
+    if let Served::Tunnel { flow: inner, .. } = served {
+        // `connect::open` refuses CONNECT outside a direct proxy connection.
+        tracing::error!(id = %inner.id, "CONNECT inside a tunnel was not refused");
+    }
+    let ended = TunnelEnded {
+        up: client.moved.0,
+        down: client.moved.1,
+        end: "done",
+        error: None,
+    };
+    report::tunnel_close(worker, flow, tunnel, &ended);
 }
 
 /// What reading the next request produced.
@@ -134,6 +179,13 @@ enum Next {
     Request(RequestHead),
     /// The client closed, went idle too long, or the worker is shutting down.
     Done,
+}
+
+/// What the connection does after an exchange.
+enum After {
+    Continue,
+    Close,
+    Tunnel(TcpStream, TunnelOrigin),
 }
 
 /// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
@@ -149,43 +201,125 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         first = false;
         let _in_flight = worker.begin_request();
+        let mut flow = Flow::start(
+            worker.next_flow_id(),
+            client.peer,
+            worker.cfg.capture_bodies,
+        );
         let head = match read_head(worker, client).await {
             Ok(Next::Request(head)) => head,
             Ok(Next::Done) => return Served::Closed,
             Err(error) => {
-                answer_error(worker, client, &error, None).await;
-                return Served::Closed;
-            }
-        };
-        let outcome = if head.method == Method::Connect {
-            connect::open(worker, client, &head, ctx).await
-        } else {
-            forward::handle(worker, client, &head, ctx)
-                .await
-                .map(|keep| {
-                    if keep && !worker.shutting_down.get() {
-                        None
-                    } else {
-                        Some(Served::Closed)
-                    }
-                })
-        };
-        match outcome {
-            Ok(None) => continue,
-            Ok(Some(served)) => return served,
-            Err(Failure {
-                error,
-                response_started,
-            }) => {
-                if response_started {
-                    tracing::info!(%error, "response aborted");
-                } else {
-                    answer_error(worker, client, &error, Some((&head, ctx))).await;
+                let status = error.status();
+                report::head_failed(worker, &flow, &error, status);
+                if let Some(status) = status {
+                    write_error(worker, client, &error, status).await;
                 }
                 return Served::Closed;
             }
+        };
+        flow.url = route::request_url(&head, ctx);
+        match exchange(worker, client, &head, ctx, &mut flow).await {
+            After::Continue => {}
+            After::Close => return Served::Closed,
+            After::Tunnel(origin, target) => {
+                return Served::Tunnel {
+                    origin,
+                    target,
+                    flow: Box::new(flow),
+                };
+            }
         }
     }
+}
+
+/// One request, start to end: route it, answer or forward it, report it.
+async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    ctx: ConnCtx<'_>,
+    flow: &mut Flow,
+) -> After {
+    if head.method == Method::Connect {
+        report::request(worker, flow, head, connect_host(head.target()));
+        return match connect::open(worker, client, head, ctx).await {
+            Ok((origin, target)) => After::Tunnel(origin, target),
+            Err(error) => {
+                fail(worker, client, head, flow, &error, 0).await;
+                After::Close
+            }
+        };
+    }
+    let route = match route::route(head, ctx) {
+        Ok(route) => route,
+        Err(error) => {
+            report::request(worker, flow, head, "");
+            fail(worker, client, head, flow, &error, 0).await;
+            return After::Close;
+        }
+    };
+    report::request(worker, flow, head, &route.host);
+    let result = if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
+        local::answer(worker, client, head, &route, flow).await
+    } else {
+        forward::handle(worker, client, head, &route, ctx, flow).await
+    };
+    match result {
+        Ok(keep) => {
+            if matches!(flow.outcome, super::ctx::flow::Outcome::Pending) {
+                flow.complete();
+            }
+            finish(worker, client, head, flow, route.port);
+            if keep && !worker.shutting_down.get() {
+                After::Continue
+            } else {
+                After::Close
+            }
+        }
+        Err(error) => {
+            fail(worker, client, head, flow, &error, route.port).await;
+            After::Close
+        }
+    }
+}
+
+/// Report a finished exchange and add its body bytes to the connection's totals.
+fn finish<R, W>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    flow: &mut Flow,
+    port: u16,
+) {
+    client.moved.0 += flow.request_body.bytes;
+    client.moved.1 += flow.response.body.bytes;
+    report::finish(worker, flow, head, port);
+}
+
+/// An exchange failed: answer with the error's status if no response byte has reached the
+/// client yet (else the connection just closes), then report it.
+async fn fail<R, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    flow: &mut Flow,
+    error: &ProxyError,
+    port: u16,
+) {
+    report::error(worker, error);
+    if let Some(status) = flow.fail(error) {
+        report::response_from_lynxio(worker, flow, status, ERROR_FIELDS);
+        write_error(worker, client, error, status).await;
+    }
+    finish(worker, client, head, flow, port);
+}
+
+/// The host of a CONNECT target, for events (`host:port`, `[v6]:port`).
+fn connect_host(target: &[u8]) -> &str {
+    let target = std::str::from_utf8(target).unwrap_or_default();
+    let host = target.rsplit_once(':').map_or(target, |(h, _)| h);
+    host.trim_start_matches('[').trim_end_matches(']')
 }
 
 /// Wait for the first bytes of the next request. False: closed, idle timeout, or error.
@@ -243,28 +377,19 @@ async fn read_head<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-/// Log a failed request and, if the client can still hear it, answer with the mapped status
-/// and close.
-async fn answer_error<R, W: AsyncWriteRent>(
+/// Header fields of lynxio's error answers (for events; the writer adds Content-Length).
+const ERROR_FIELDS: &[(&[u8], &[u8])] = &[
+    (b"Content-Type", b"text/plain; charset=utf-8"),
+    (b"Connection", b"close"),
+];
+
+/// Answer with `status` and the error's short text body; the connection closes after it.
+async fn write_error<R, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     error: &ProxyError,
-    head: Option<(&RequestHead, ConnCtx<'_>)>,
+    status: u16,
 ) {
-    let Some(status) = error.status() else {
-        tracing::debug!(%error, "client connection ended");
-        return;
-    };
-    match head {
-        Some((h, ctx)) => tracing::warn!(
-            status,
-            %error,
-            method = h.method_str(),
-            url = %request_url(h, ctx),
-            "request failed"
-        ),
-        None => tracing::warn!(status, %error, "bad request"),
-    }
     client.out.clear();
     http1::write_simple_response(
         &mut client.out,
@@ -276,5 +401,17 @@ async fn answer_error<R, W: AsyncWriteRent>(
     let limit = worker.cfg.timeouts.client_idle;
     if let Err(e) = write_within(limit, write_vec(&mut client.w, &mut client.out)).await {
         tracing::debug!(error = %e, "could not send error response");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::connect_host;
+
+    #[test]
+    fn connect_hosts() {
+        assert_eq!(connect_host(b"a.test:443"), "a.test");
+        assert_eq!(connect_host(b"[::1]:443"), "::1");
+        assert_eq!(connect_host(b"noport"), "noport");
     }
 }

@@ -9,25 +9,25 @@
 
 use std::time::Instant;
 
-use monoio::io::{AsyncWriteRent, Splitable};
+use monoio::io::AsyncWriteRent;
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
 
 use crate::error::ProxyError;
 use crate::http1::{self, BodyKind, RequestHead, Target};
-use crate::mitm::{Interceptor, tls};
+use crate::mitm::Interceptor;
+use crate::mitm::tls::{self, TlsReader, TlsWriter};
 use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
+use crate::observe::metrics::TunnelKind;
 use crate::rules::Action;
 use crate::sniff::{self, ClientHello, Detect, Protocol};
 use crate::tunnel::{self, TunnelEnd};
 
 use super::body::write_within;
-use super::client::{
-    CLIENT_BUF_SIZE, Client, ConnCtx, InterceptSession, Served, TunnelOrigin, serve_http,
-};
-use super::forward::{Failure, connect_tls, connect_to};
-use super::worker::{Upstream, Worker};
+use super::ctx::{Client, ConnCtx, Flow, InterceptSession, TunnelOrigin, Worker};
+use super::report::{self, Tunnel, TunnelEnded};
+use super::upstream::{connect_tls, connect_to};
 
 /// The answer to a CONNECT whose origin is connected.
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\n";
@@ -60,35 +60,36 @@ pub fn tls_action(worker: &Worker, target: &TunnelOrigin, hello: &ClientHello) -
 }
 
 /// Steps 1-3 of a CONNECT: target, dial, `200`. On success the caller owns both connections.
+/// CONNECT is only valid directly from a proxy client: inside a tunnel or an intercepted
+/// session it is refused before anything is dialed.
 pub async fn open<R, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     head: &RequestHead,
     ctx: ConnCtx<'_>,
-) -> Result<Option<Served>, Failure> {
-    if let ConnCtx::Tunnel { .. } = ctx {
-        return Err(ProxyError::ConnectInTunnel.into());
+) -> Result<(TcpStream, TunnelOrigin), ProxyError> {
+    if !matches!(ctx, ConnCtx::Proxy) {
+        return Err(ProxyError::ConnectInTunnel);
     }
     if !matches!(head.body, BodyKind::Empty | BodyKind::Length(0)) {
-        return Err(bad_connect("CONNECT with a request body").into());
+        return Err(bad_connect("CONNECT with a request body"));
     }
     let (host, port) = match http1::parse_target(&head.method, head.target()) {
         Ok(Target::Authority { host, port }) if port != 0 => (host, port),
-        Ok(_) => return Err(bad_connect("CONNECT target must be host:port").into()),
-        Err(e) => return Err(ProxyError::BadRequest(e).into()),
+        Ok(_) => return Err(bad_connect("CONNECT target must be host:port")),
+        Err(e) => return Err(ProxyError::BadRequest(e)),
     };
     // A host the rules intercept gets its leaf now, while a failure can still be answered
     // with a 502 (after the `200`, only closing is possible). The SNI usually names the same
     // host, so the handshake later finds it in the cache.
     if let Some(mitm) = &worker.mitm
         && worker.cfg.rules.decide(&host, port).action == Action::Intercept
-        && let Err(e) = worker.leaves.borrow_mut().get_or_mint(&mitm.ca, &host)
+        && let Err(reason) = worker.leaf(mitm, &host)
     {
         return Err(ProxyError::Certificate {
             host: host.into_owned(),
-            reason: e.to_string(),
-        }
-        .into());
+            reason,
+        });
     }
     let origin = connect_to(worker, &host, port).await?;
     let _ = origin.set_nodelay(true);
@@ -99,15 +100,15 @@ pub async fn open<R, W: AsyncWriteRent>(
         write_vec(&mut client.w, &mut client.out),
     )
     .await
-    .map_err(|e| Failure::from(ProxyError::ClientIo(e)))?;
-    Ok(Some(Served::Tunnel {
+    .map_err(ProxyError::ClientIo)?;
+    Ok((
         origin,
-        target: TunnelOrigin {
+        TunnelOrigin {
             host: host.into_owned(),
             port,
             authority: head.target().to_vec(),
         },
-    }))
+    ))
 }
 
 fn bad_connect(detail: &'static str) -> ProxyError {
@@ -117,47 +118,100 @@ fn bad_connect(detail: &'static str) -> ProxyError {
     })
 }
 
+/// What an established tunnel turned out to carry, and who serves it next.
+pub enum Sniffed {
+    /// Relayed as opaque bytes to its end (and reported).
+    Relayed,
+    /// HTTP/1: the caller serves it with the request pipeline, `origin` as its first upstream.
+    Http {
+        stream: TcpStream,
+        buf: ReadBuf,
+        origin: TcpStream,
+        tunnel: Tunnel,
+    },
+    /// Intercepted TLS, handshakes done: the caller serves the decrypted requests.
+    Intercepted(Box<Intercepted>),
+}
+
+/// An intercepted session, ready for requests.
+pub struct Intercepted {
+    pub r: TlsReader,
+    pub w: TlsWriter,
+    pub session: InterceptSession,
+    pub tunnel: Tunnel,
+}
+
 /// Step 4: the tunnel is established; sniff and dispatch. `buf` holds any bytes the client
-/// sent right behind its CONNECT head.
+/// sent right behind its CONNECT head. `flow` is the CONNECT's, now the tunnel's.
 pub async fn established(
     worker: &Worker,
     mut stream: TcpStream,
     mut buf: ReadBuf,
     origin: TcpStream,
-    target: TunnelOrigin,
-) {
-    let started = Instant::now();
-    let deadline = started + worker.cfg.timeouts.sniff;
+    target: &TunnelOrigin,
+    flow: &mut Flow,
+) -> Sniffed {
+    let deadline = Instant::now() + worker.cfg.timeouts.sniff;
     let protocol = sniff_prefix(&mut stream, &mut buf, deadline).await;
-    let kind = match &protocol {
-        Protocol::Tls(hello) => match (tls_action(worker, &target, hello), &worker.mitm) {
-            (TlsAction::Intercept, Some(mitm)) => {
+    let mut tunnel = Tunnel {
+        target: format!("{}:{}", target.host, target.port),
+        sni: None,
+        alpn: None,
+        kind: TunnelKind::Opaque,
+    };
+    match &protocol {
+        Protocol::Tls(hello) => {
+            tunnel.sni = hello.sni.clone();
+            tunnel.kind = TunnelKind::Tls;
+            if let (TlsAction::Intercept, Some(mitm)) =
+                (tls_action(worker, target, hello), &worker.mitm)
+            {
+                tunnel.kind = TunnelKind::Intercepted;
                 let prefix = buf.into_vec();
-                return Box::pin(intercept(
-                    worker, mitm, stream, prefix, origin, &target, hello,
+                return match Box::pin(intercept(
+                    worker,
+                    mitm,
+                    stream,
+                    prefix,
+                    origin,
+                    target,
+                    hello,
+                    flow,
+                    &mut tunnel,
                 ))
-                .await;
+                .await
+                {
+                    Some((r, w, session)) => Sniffed::Intercepted(Box::new(Intercepted {
+                        r,
+                        w,
+                        session,
+                        tunnel,
+                    })),
+                    None => Sniffed::Relayed,
+                };
             }
-            _ => "tls",
-        },
+        }
         Protocol::Http1 => {
             // The rest of the head gets the normal head timeout, not the sniff deadline.
             let head_deadline = Instant::now() + worker.cfg.timeouts.client_head;
             let complete = read_http_head(worker, &mut stream, &mut buf, head_deadline).await;
             if complete.is_some_and(|head| head.conn.upgrade || head.headers.contains("upgrade")) {
                 // WebSocket and other upgrades stay opaque until a handler understands them.
-                "http-upgrade"
+                tunnel.kind = TunnelKind::HttpUpgrade;
             } else {
-                // Boxed, so an opaque tunnel's task does not carry the pipeline's space.
-                return Box::pin(serve_inner_http(worker, stream, buf, origin, &target)).await;
+                tunnel.kind = TunnelKind::Http;
+                report::tunnel_open(worker, flow, &tunnel);
+                return Sniffed::Http {
+                    stream,
+                    buf,
+                    origin,
+                    tunnel,
+                };
             }
         }
-        Protocol::Unknown => "opaque",
-    };
-    let sni = match &protocol {
-        Protocol::Tls(hello) => hello.sni.as_deref(),
-        _ => None,
-    };
+        Protocol::Unknown => {}
+    }
+    report::tunnel_open(worker, flow, &tunnel);
     let (stats, end) = tunnel::relay(
         stream,
         buf.into_vec(),
@@ -166,17 +220,20 @@ pub async fn established(
         &worker.tunnel_pools,
     )
     .await;
-    let target = format!("{}:{}", target.host, target.port);
-    let secs = started.elapsed().as_secs_f64();
-    let (up, down) = (stats.client_to_origin, stats.origin_to_client);
     let (how, error) = match &end {
         TunnelEnd::Done => ("done", None),
         TunnelEnd::IdleTimeout => ("idle timeout", None),
         TunnelEnd::ClientError(e) => ("client failed", Some(e)),
         TunnelEnd::OriginError(e) => ("origin failed", Some(e)),
     };
-    let error = error.map(tracing::field::display);
-    tracing::info!(%target, kind, sni, up, down, secs, end = how, error, "tunnel closed");
+    let ended = TunnelEnded {
+        up: stats.client_to_origin,
+        down: stats.origin_to_client,
+        end: how,
+        error: error.map(|e| e as &dyn std::fmt::Display),
+    };
+    report::tunnel_close(worker, flow, &tunnel, &ended);
+    Sniffed::Relayed
 }
 
 /// Read until the prefix is recognised, the sniff limit is reached, the client goes quiet
@@ -255,32 +312,13 @@ async fn read_ready(stream: &TcpStream, deadline: Instant) -> bool {
     )
 }
 
-/// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
-/// first pooled upstream for it, and the requests run through the normal pipeline.
-async fn serve_inner_http(
-    worker: &Worker,
-    stream: TcpStream,
-    buf: ReadBuf,
-    origin: TcpStream,
-    target: &TunnelOrigin,
-) {
-    let mut key = PoolKey::default();
-    key.set(&target.host, target.port);
-    worker
-        .pool
-        .borrow_mut()
-        .put(&key, Upstream::new(origin), Instant::now());
-    let (r, w) = stream.into_split();
-    let mut client = Client::new(r, w, buf);
-    serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
-}
-
 /// An intercepted tunnel: the client's TLS ends here with a leaf for its SNI (or the CONNECT
 /// host), lynxio opens its own verified TLS connection to the origin (reusing the connection
-/// dialed for the CONNECT), and the decrypted requests run through the HTTP pipeline. Origin
-/// connections stay private to this client session. Failures before the first request can
-/// only be logged and the connection closed (the client has its `200` already); a rejected
-/// origin certificate is answered as a 502 on the client's first request, with the reason.
+/// dialed for the CONNECT, pooled under the session's private key), and the caller runs the
+/// decrypted requests through the HTTP pipeline. Failures before the first request can only be
+/// reported and the connection closed (the client has its `200` already); a rejected origin
+/// certificate is answered as a 502 on the client's first request, with the reason.
+#[allow(clippy::too_many_arguments)] // one call site; the pieces are the tunnel's state
 async fn intercept(
     worker: &Worker,
     mitm: &Interceptor,
@@ -289,20 +327,39 @@ async fn intercept(
     origin: TcpStream,
     target: &TunnelOrigin,
     hello: &ClientHello,
-) {
+    flow: &mut Flow,
+    tunnel: &mut Tunnel,
+) -> Option<(TlsReader, TlsWriter, InterceptSession)> {
     let name = hello.sni.clone().unwrap_or_else(|| target.host.clone());
-    let leaf = match worker.leaves.borrow_mut().get_or_mint(&mitm.ca, &name) {
+    report::tunnel_open(worker, flow, tunnel);
+    let give_up = |stage: &'static str, error: &dyn std::fmt::Display| {
+        report::failed(worker, flow, stage, None, error);
+        let ended = TunnelEnded {
+            up: 0,
+            down: 0,
+            end: "client failed",
+            error: Some(error),
+        };
+        report::tunnel_close(worker, flow, tunnel, &ended);
+    };
+    let leaf = match worker.leaf(mitm, &name) {
         Ok(leaf) => leaf,
         Err(e) => {
-            tracing::warn!(host = %name, error = %e, "cannot mint a certificate; closing");
-            return;
+            give_up(
+                "certificate",
+                &format!("cannot make a certificate for {name}: {e}"),
+            );
+            return None;
         }
     };
     let server_name = match ServerName::try_from(name.clone()) {
         Ok(n) => n,
         Err(e) => {
-            tracing::warn!(host = %name, error = %e, "not a valid TLS server name; closing");
-            return;
+            give_up(
+                "certificate",
+                &format!("{name} is not a valid TLS server name: {e}"),
+            );
+            return None;
         }
     };
     let handshake = worker.cfg.timeouts.client_head;
@@ -310,10 +367,17 @@ async fn intercept(
         match tls::accept(stream, prefix, leaf.server_config().clone(), handshake).await {
             Ok(parts) => parts,
             Err(e) => {
-                tracing::info!(host = %name, error = %e, "client TLS handshake failed");
-                return;
+                give_up(
+                    "tls_handshake",
+                    &format!("client TLS handshake failed: {e}"),
+                );
+                return None;
             }
         };
+    tunnel.alpn = info
+        .alpn
+        .as_deref()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
     let session = InterceptSession {
         id: worker.next_id(),
         server_name,
@@ -324,19 +388,8 @@ async fn intercept(
     match connect_tls(worker, origin, &session, &target.host, target.port).await {
         Ok(up) => worker.pool.borrow_mut().put(&key, up, Instant::now()),
         // The pipeline dials again for the first request and answers it with this error.
-        Err(e) => tracing::debug!(error = %e, "origin TLS failed at CONNECT time"),
+        Err(e) => tracing::debug!(id = %flow.id, error = %e, "origin TLS failed at CONNECT time"),
     }
-    tracing::debug!(host = %name, alpn = ?info.alpn.as_deref().map(String::from_utf8_lossy), "intercepted");
-    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE));
-    serve_http(
-        worker,
-        &mut client,
-        ConnCtx::Intercepted {
-            origin: target,
-            session: &session,
-        },
-    )
-    .await;
-    worker.pool.borrow_mut().remove(&key);
-    let _ = client.w.shutdown().await;
+    tracing::debug!(id = %flow.id, host = %name, alpn = ?tunnel.alpn, "intercepted");
+    Some((r, w, session))
 }

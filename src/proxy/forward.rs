@@ -6,7 +6,6 @@
 //! returns clean upstream connections to the pool. A reused pooled connection that turns out
 //! dead before any response byte is retried once on a fresh one when the request is replayable.
 
-use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::pin;
@@ -14,117 +13,26 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
-use monoio::net::TcpStream;
 
 use crate::error::ProxyError;
 use crate::http1::{
     self, BodyKind, ConnectionHeader, RequestHead, RequestRewrite, ResponseHead, ResponseRewrite,
-    Scheme, Target, Version,
+    Version,
 };
 use crate::net::buf::write_vec;
-use crate::net::sys::{IdleState, idle_state};
-use crate::net::{DialError, PoolKey, ReadBuf, dial};
+use crate::net::{PoolKey, ReadBuf};
+use crate::observe::event::FlowId;
 
 use super::body::{self, ChunkMode, RelayError, write_within};
-use super::client::{Client, ConnCtx, InterceptSession};
-use super::local;
-use super::stream::{UpRead, UpWrite};
-use super::worker::{Upstream, Worker};
+use super::ctx::flow::{ResponseSide, Tally};
+use super::ctx::{Client, ConnCtx, Flow, Route, Upstream, Worker};
+use super::{report, upstream};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
 pub const COALESCE_MAX: u64 = 16 * 1024;
 /// `Via` values added to forwarded messages, by the version the message was received with.
 const VIA_11: &[u8] = b"1.1 lynxio";
 const VIA_10: &[u8] = b"1.0 lynxio";
-
-/// A request that failed, and whether the client already saw part of a response.
-#[derive(Debug)]
-pub struct Failure {
-    pub error: ProxyError,
-    pub response_started: bool,
-}
-
-impl From<ProxyError> for Failure {
-    fn from(error: ProxyError) -> Self {
-        Failure {
-            error,
-            response_started: false,
-        }
-    }
-}
-
-/// Where a request goes.
-#[derive(Debug)]
-pub struct Route<'a> {
-    pub host: Cow<'a, str>,
-    pub port: u16,
-    /// Host header value to send (the authority exactly as the client wrote it).
-    pub authority: &'a [u8],
-    /// origin-form target to send.
-    pub path: Cow<'a, [u8]>,
-}
-
-/// Step 1: is this a request we forward, and to where? Absolute-form `http://` to its URL's
-/// origin. Inside a CONNECT tunnel every request goes to the tunnel's origin — the client chose
-/// that connection — in origin-form or absolute-form (`Host`: the URL's authority, else the
-/// client's Host, else the CONNECT authority).
-pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, ProxyError> {
-    if head.expect_unsupported() {
-        return Err(ProxyError::ExpectationFailed);
-    }
-    let target =
-        http1::parse_target(&head.method, head.target()).map_err(ProxyError::BadRequest)?;
-    let origin = match ctx {
-        ConnCtx::Proxy => None,
-        ConnCtx::Tunnel { origin } | ConnCtx::Intercepted { origin, .. } => Some(origin),
-    };
-    let tls = matches!(ctx, ConnCtx::Intercepted { .. });
-    match (target, origin) {
-        (
-            Target::Absolute {
-                scheme: Scheme::Http,
-                authority,
-                host,
-                port,
-                path,
-            },
-            None,
-        ) => Ok(Route {
-            host,
-            port,
-            authority,
-            path,
-        }),
-        (
-            Target::Absolute {
-                scheme: Scheme::Https,
-                ..
-            },
-            None,
-        ) => Err(ProxyError::HttpsWithoutConnect),
-        (
-            Target::Absolute {
-                scheme,
-                authority,
-                path,
-                ..
-            },
-            Some(origin),
-        ) if (scheme == Scheme::Https) == tls => Ok(Route {
-            host: Cow::Borrowed(&origin.host),
-            port: origin.port,
-            authority,
-            path,
-        }),
-        (Target::Origin(path), Some(origin)) => Ok(Route {
-            host: Cow::Borrowed(&origin.host),
-            port: origin.port,
-            authority: head.headers.get("host").unwrap_or(&origin.authority),
-            path: Cow::Borrowed(path),
-        }),
-        _ => Err(ProxyError::NotProxyRequest),
-    }
-}
 
 /// The `Via` value for a message received with `version` (RFC 9110 §7.6.3).
 fn via_for(version: Version) -> &'static [u8] {
@@ -134,17 +42,17 @@ fn via_for(version: Version) -> &'static [u8] {
     }
 }
 
-/// Run one request through the pipeline. Ok(true): the client connection may serve another.
+/// Run one request through the pipeline (route already decided). Ok(true): the client
+/// connection may serve another request. On an error, `flow.response_started` tells the caller
+/// whether it may still answer.
 pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     head: &RequestHead,
+    route: &Route<'_>,
     ctx: ConnCtx<'_>,
-) -> Result<bool, Failure> {
-    let route = route(head, ctx)?;
-    if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
-        return local::answer(worker, client, head, &route).await;
-    }
+    flow: &mut Flow,
+) -> Result<bool, ProxyError> {
     let mut key = PoolKey::default();
     match ctx {
         ConnCtx::Intercepted { session, .. } => {
@@ -171,14 +79,18 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
         && n <= COALESCE_MAX
         && client.buf.len() as u64 >= n
     {
-        client.buf.take_into(&mut req_out, n as usize);
+        let n = n as usize;
+        flow.request_body
+            .keep(client.buf.bytes().get(..n).unwrap_or_default());
+        flow.request_body.count(n);
+        client.buf.take_into(&mut req_out, n);
         body_pending = false;
     }
     let replayable = !body_pending && head.method.is_idempotent();
 
     let mut fresh_only = false;
     loop {
-        let mut up = upstream(worker, &route, &key, fresh_only, ctx).await?;
+        let mut up = upstream::get(worker, route, &key, fresh_only, ctx, flow).await?;
         let reused = up.reused;
         let sent = write_within(
             worker.cfg.timeouts.response,
@@ -188,20 +100,21 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
         let outcome = match sent {
             // The origin took no bytes of the head for the whole response timeout (the head
             // is gone with the abandoned write, so this is never retried).
-            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
-                Err(Failure::from(ProxyError::ResponseTimeout))
-            }
-            Err(e) => Err(Failure::from(ProxyError::UpstreamIo(e))),
-            Ok(()) if body_pending => exchange_with_body(worker, client, head, &mut up).await,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ProxyError::ResponseTimeout),
+            Err(e) => Err(ProxyError::UpstreamIo(e)),
+            Ok(()) if body_pending => exchange_with_body(worker, client, head, &mut up, flow).await,
             Ok(()) => {
-                let body_done = Cell::new(true);
+                flow.request_complete.set(true);
+                let Upstream { r, buf, .. } = &mut up;
+                let mut resp = Receiving::of(flow);
                 receive(
                     worker,
                     &mut client.w,
                     &mut client.out,
-                    &mut up,
+                    r,
+                    buf,
                     head,
-                    &body_done,
+                    &mut resp,
                 )
                 .await
             }
@@ -214,11 +127,19 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
                 }
                 return Ok(end.client_keep);
             }
-            Err(f) if reused && replayable && !f.response_started && is_stale(&f.error) => {
-                tracing::debug!(error = %f.error, "pooled connection was stale; retrying");
+            // Nothing of a response reached the client (not even an interim one), so the
+            // request can go again on a fresh connection.
+            Err(e)
+                if reused
+                    && replayable
+                    && !flow.response_started.get()
+                    && flow.response.interim_sent == 0
+                    && is_stale(&e) =>
+            {
+                tracing::debug!(id = %flow.id, error = %e, "pooled connection was stale; retrying");
                 fresh_only = true;
             }
-            Err(f) => return Err(f),
+            Err(e) => return Err(e),
         }
     }
 }
@@ -247,121 +168,97 @@ async fn write_all_keep<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std:
     res.map(|_| ())
 }
 
-/// Step 2: a connection to the origin — an idle pooled one, else a new one.
-async fn upstream(
-    worker: &Worker,
-    route: &Route<'_>,
-    key: &PoolKey,
-    fresh_only: bool,
-    ctx: ConnCtx<'_>,
-) -> Result<Upstream, ProxyError> {
-    let session = match ctx {
-        ConnCtx::Intercepted { session, .. } => Some(session),
-        _ => None,
-    };
-    if !fresh_only {
-        loop {
-            let Some(up) = worker.pool.borrow_mut().take(key, Instant::now()) else {
-                break;
-            };
-            // One non-blocking peek: a connection the origin closed, reset, or wrote
-            // unsolicited bytes on while idle must not carry the next request (stray bytes
-            // would be read as its response). A connection that dies between the peek and the
-            // write is still retried below when the request is replayable. A session's private
-            // TLS connection skips it: pending TLS records (session tickets) are normal there,
-            // and nobody else's bytes can be on it.
-            if session.is_some() || idle_state(up.fd) == IdleState::Alive {
-                return Ok(up);
-            }
-        }
-    }
-    let stream = connect_to(worker, &route.host, route.port).await?;
-    match session {
-        None => Ok(Upstream::new(stream)),
-        Some(session) => connect_tls(worker, stream, session, &route.host, route.port).await,
-    }
-}
-
-/// TLS to an intercepted origin over a connected `stream`; a rejected certificate or failed
-/// handshake becomes a 502 whose body says why.
-pub async fn connect_tls(
-    worker: &Worker,
-    stream: TcpStream,
-    session: &InterceptSession,
-    host: &str,
-    port: u16,
-) -> Result<Upstream, ProxyError> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let tls = crate::mitm::tls::connect(
-        stream,
-        session.server_name.clone(),
-        session.tls.clone(),
-        worker.cfg.timeouts.connect,
-    )
-    .await
-    .map_err(|e| ProxyError::UpstreamTls {
-        target: format!("{host}:{port}"),
-        reason: e.to_string(),
-    })?;
-    let (r, w) = tls;
-    Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))
-}
-
-/// Resolve `host` (worker cache, else the blocking pool) and dial its addresses in turn.
-pub async fn connect_to(worker: &Worker, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
-    let target = || format!("{host}:{port}");
-    let addrs = worker
-        .dns
-        .resolve(host, port)
-        .await
-        .map_err(|source| ProxyError::Resolve {
-            host: host.to_owned(),
-            source,
-        })?;
-    match dial(&addrs, worker.cfg.timeouts.connect).await {
-        Ok(stream) => Ok(stream),
-        Err(DialError::TimedOut) => Err(ProxyError::ConnectTimeout { target: target() }),
-        Err(DialError::Failed(source)) => Err(ProxyError::Connect {
-            target: target(),
-            source,
-        }),
-    }
-}
-
 /// How an exchange ended.
 struct End {
     client_keep: bool,
     upstream_reusable: bool,
 }
 
+/// The parts of the flow the response side writes while the request body may still be
+/// flowing (the two run at once, so each gets its own fields).
+struct Receiving<'f> {
+    id: FlowId,
+    started: Instant,
+    response: &'f mut ResponseSide,
+    response_started: &'f Cell<bool>,
+    request_complete: &'f Cell<bool>,
+}
+
+impl<'f> Receiving<'f> {
+    fn of(flow: &'f mut Flow) -> Self {
+        Receiving {
+            id: flow.id,
+            started: flow.started,
+            response: &mut flow.response,
+            response_started: &flow.response_started,
+            request_complete: &flow.request_complete,
+        }
+    }
+}
+
 /// Step 3 (request has a body still to stream): body up and response down concurrently.
+/// If the client's upload fails after the response has started, the origin is told no more
+/// body is coming (write side shut) and the response still runs to its end — the client gets
+/// exactly what the origin sent — then both connections close.
 async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     head: &RequestHead,
     up: &mut Upstream,
-) -> Result<End, Failure> {
+    flow: &mut Flow,
+) -> Result<End, ProxyError> {
     let idle = worker.cfg.timeouts.client_idle;
-    let body_done = Cell::new(false);
-    let Client { r, w, buf, out } = client;
+    let Client { r, w, buf, out, .. } = client;
     let Upstream {
         r: up_r,
         w: up_w,
         buf: up_buf,
         ..
     } = up;
+    let Flow {
+        id,
+        started,
+        request_body,
+        request_complete,
+        request_error,
+        response,
+        response_started,
+        ..
+    } = flow;
+    let (response_started, request_complete) = (&*response_started, &*request_complete);
     let send = pin!(async {
-        let res = body::relay(r, buf, up_w, head.body, ChunkMode::Verbatim, idle).await;
-        if res.is_ok() {
-            body_done.set(true);
+        let res = body::relay(
+            r,
+            buf,
+            up_w,
+            head.body,
+            ChunkMode::Verbatim,
+            idle,
+            request_body,
+        )
+        .await;
+        match &res {
+            Ok(()) => request_complete.set(true),
+            Err(RelayError::Read(_) | RelayError::Eof | RelayError::Timeout)
+                if response_started.get() =>
+            {
+                let _ = write_within(idle, up_w.shutdown()).await;
+            }
+            Err(_) => {}
         }
         res
     });
-    let recv = pin!(receive_parts(
-        worker, w, out, up_r, up_buf, head, &body_done
-    ));
+    let mut recv_state = Receiving {
+        id: *id,
+        started: *started,
+        response,
+        response_started,
+        request_complete,
+    };
+    let recv = pin!(receive(worker, w, out, up_r, up_buf, head, &mut recv_state));
     let mut send = Some(send);
     let mut recv = recv;
+    let mut cut_short = None;
     let result = std::future::poll_fn(|cx| {
         if let Some(s) = send.as_mut()
             && let Poll::Ready(res) = s.as_mut().poll(cx)
@@ -374,20 +271,26 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
                     tracing::debug!(error = %e, "origin stopped reading the body")
                 }
                 Err(RelayError::Framing(e)) => {
-                    return Poll::Ready(Err(Failure::from(ProxyError::BadRequest(e))));
+                    return Poll::Ready(Err(ProxyError::BadRequest(e)));
                 }
                 Err(other) => {
-                    return Poll::Ready(Err(Failure::from(ProxyError::ClientBody(
-                        other.to_string(),
-                    ))));
+                    let error = ProxyError::ClientBody(other.to_string());
+                    if !response_started.get() {
+                        return Poll::Ready(Err(error));
+                    }
+                    cut_short = Some(error);
                 }
             }
         }
         recv.as_mut().poll(cx)
     })
     .await;
+    if let Some(error) = cut_short {
+        tracing::debug!(id = %id, %error, "request body cut short after the response started");
+        *request_error = Some(error);
+    }
     let mut end = result?;
-    if !body_done.get() {
+    if !request_complete.get() {
         // The response finished before the request body: the client connection is out of step
         // and the upstream one holds half a request. Close both.
         end.client_keep = false;
@@ -396,35 +299,27 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     Ok(end)
 }
 
-/// Step 4 on a whole upstream connection.
-async fn receive<W: AsyncWriteRent>(
-    worker: &Worker,
-    cw: &mut W,
-    out: &mut Vec<u8>,
-    up: &mut Upstream,
-    head: &RequestHead,
-    body_done: &Cell<bool>,
-) -> Result<End, Failure> {
-    receive_parts(worker, cw, out, &mut up.r, &mut up.buf, head, body_done).await
-}
-
-fn started(error: ProxyError) -> Failure {
-    Failure {
-        error,
-        response_started: true,
+/// A failure while relaying the response body, by the side that failed.
+fn body_error(e: RelayError) -> ProxyError {
+    match e {
+        RelayError::Write(e) => ProxyError::ClientIo(e),
+        RelayError::Framing(e) => ProxyError::BadResponse(e),
+        RelayError::Timeout => ProxyError::ResponseTimeout,
+        RelayError::Read(e) => ProxyError::UpstreamIo(e),
+        RelayError::Eof => ProxyError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()),
     }
 }
 
 /// Step 4: read the response head(s), relay interim responses, then the final response.
-async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
+async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     worker: &Worker,
     cw: &mut W,
     out: &mut Vec<u8>,
     up_r: &mut UR,
     up_buf: &mut ReadBuf,
     req: &RequestHead,
-    body_done: &Cell<bool>,
-) -> Result<End, Failure> {
+    flow: &mut Receiving<'_>,
+) -> Result<End, ProxyError> {
     let t = &worker.cfg.timeouts;
     let resp = loop {
         let resp = read_response_head(worker, up_r, up_buf, t.response).await?;
@@ -432,29 +327,30 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
             break resp;
         }
         if resp.status == 101 {
-            return Err(Failure::from(ProxyError::BadResponse(http1::ParseError {
+            return Err(ProxyError::BadResponse(http1::ParseError {
                 kind: http1::ParseErrorKind::Malformed,
                 detail: "101 Switching Protocols without an upgrade request",
-            })));
+            }));
         }
         if req.version == Version::Http11 {
             out.clear();
             http1::write_interim(out, &resp);
+            flow.response.interim_sent = flow.response.interim_sent.saturating_add(1);
             write_within(t.response, write_vec(cw, out))
                 .await
-                .map_err(|e| started(ProxyError::ClientIo(e)))?;
+                .map_err(ProxyError::ClientIo)?;
         }
     };
     let kind = resp
         .body_kind(&req.method)
-        .map_err(|e| Failure::from(ProxyError::BadResponse(e)))?;
+        .map_err(ProxyError::BadResponse)?;
     let dechunk = kind == BodyKind::Chunked && req.version == Version::Http10;
     let upstream_keep = resp.wants_keep_alive();
     let client_keep = req.wants_keep_alive()
         && !worker.shutting_down.get()
         && kind != BodyKind::UntilClose
         && !dechunk
-        && body_done.get();
+        && flow.request_complete.get();
     let connection = match (client_keep, req.version) {
         (false, _) => ConnectionHeader::Close,
         (true, Version::Http10) => ConnectionHeader::KeepAlive,
@@ -472,38 +368,49 @@ async fn receive_parts<W: AsyncWriteRent, UR: AsyncReadRent>(
         },
     );
     let mut remaining = kind;
+    let tally: &mut Tally = &mut flow.response.body;
     if let BodyKind::Length(n) = kind
         && n <= COALESCE_MAX
         && up_buf.len() as u64 >= n
     {
-        up_buf.take_into(out, n as usize);
+        let n = n as usize;
+        tally.keep(up_buf.bytes().get(..n).unwrap_or_default());
+        tally.count(n);
+        up_buf.take_into(out, n);
         remaining = BodyKind::Empty;
     }
+    // From here on a failure can only close the connection: the client may hold bytes of
+    // this response.
+    flow.response_started.set(true);
+    flow.response.status = Some(resp.status);
+    let ttfb = flow.started.elapsed();
+    flow.response.ttfb = Some(ttfb);
+    report::response_from_origin(worker, flow.id, &resp, ttfb);
     write_within(t.response, write_vec(cw, out))
         .await
-        .map_err(|e| started(ProxyError::ClientIo(e)))?;
+        .map_err(ProxyError::ClientIo)?;
     let mode = if dechunk {
         ChunkMode::Dechunk
     } else {
         ChunkMode::Verbatim
     };
-    body::relay(up_r, up_buf, cw, remaining, mode, t.response)
-        .await
-        .map_err(|e| {
-            started(match e {
-                RelayError::Write(e) => ProxyError::ClientIo(e),
-                RelayError::Framing(e) => ProxyError::BadResponse(e),
-                RelayError::Timeout => ProxyError::ResponseTimeout,
-                RelayError::Read(e) => ProxyError::UpstreamIo(e),
-                RelayError::Eof => ProxyError::UpstreamIo(std::io::ErrorKind::UnexpectedEof.into()),
-            })
-        })?;
+    body::relay(
+        up_r,
+        up_buf,
+        cw,
+        remaining,
+        mode,
+        t.response,
+        &mut flow.response.body,
+    )
+    .await
+    .map_err(body_error)?;
     Ok(End {
         client_keep,
         upstream_reusable: upstream_keep
             && kind != BodyKind::UntilClose
             && up_buf.is_empty()
-            && body_done.get(),
+            && flow.request_complete.get(),
     })
 }
 
@@ -513,13 +420,13 @@ async fn read_response_head<UR: AsyncReadRent>(
     up_r: &mut UR,
     up_buf: &mut ReadBuf,
     timeout: Duration,
-) -> Result<ResponseHead, Failure> {
+) -> Result<ResponseHead, ProxyError> {
     let limits = &worker.cfg.head_limits;
     let deadline = Instant::now() + timeout;
     loop {
         if !up_buf.is_empty()
-            && let Some((resp, len)) = http1::parse_response(up_buf.bytes(), limits)
-                .map_err(|e| Failure::from(ProxyError::BadResponse(e)))?
+            && let Some((resp, len)) =
+                http1::parse_response(up_buf.bytes(), limits).map_err(ProxyError::BadResponse)?
         {
             up_buf.consume(len);
             return Ok(resp);
@@ -527,14 +434,14 @@ async fn read_response_head<UR: AsyncReadRent>(
         let room = limits.max_head_bytes.saturating_sub(up_buf.len()).max(1);
         match monoio::time::timeout_at(deadline.into(), up_buf.fill(up_r, room)).await {
             Ok(Ok(0)) => {
-                return Err(Failure::from(ProxyError::UpstreamIo(std::io::Error::new(
+                return Err(ProxyError::UpstreamIo(std::io::Error::new(
                     std::io::ErrorKind::UnexpectedEof,
                     "origin closed the connection before responding",
-                ))));
+                )));
             }
             Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(Failure::from(ProxyError::UpstreamIo(e))),
-            Err(_) => return Err(Failure::from(ProxyError::ResponseTimeout)),
+            Ok(Err(e)) => return Err(ProxyError::UpstreamIo(e)),
+            Err(_) => return Err(ProxyError::ResponseTimeout),
         }
     }
 }

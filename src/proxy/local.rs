@@ -9,9 +9,9 @@ use crate::http1::{self, BodyKind, LocalResponse, Method, RequestHead, Version};
 use crate::net::buf::write_vec;
 
 use super::body::write_within;
-use super::client::Client;
-use super::forward::{Failure, Route};
-use super::worker::Worker;
+use super::ctx::flow::Outcome;
+use super::ctx::{Client, Flow, Route, Worker};
+use super::report;
 use crate::error::ProxyError;
 
 /// Extra header fields of a local response.
@@ -53,7 +53,8 @@ pub async fn answer<R, W: AsyncWriteRent>(
     client: &mut Client<R, W>,
     head: &RequestHead,
     route: &Route<'_>,
-) -> Result<bool, Failure> {
+    flow: &mut Flow,
+) -> Result<bool, ProxyError> {
     let head_only = head.method == Method::Head;
     // A request body is not read here: close afterwards so it is never taken for a request.
     let close = head.body != BodyKind::Empty
@@ -97,6 +98,15 @@ pub async fn answer<R, W: AsyncWriteRent>(
                 b"lynxio.ca answers GET and HEAD only\n",
             ),
         };
+    let connection: &[u8] = if close { b"close" } else { b"keep-alive" };
+    let mut fields: Vec<(&[u8], &[u8])> = vec![(b"Content-Type", content_type)];
+    fields.extend_from_slice(extra);
+    fields.push((b"Connection", connection));
+    report::response_from_lynxio(worker, flow, status, &fields);
+    flow.outcome = Outcome::Answered {
+        status,
+        reason: format!("{HOST} page"),
+    };
     client.out.clear();
     http1::write_local_response(
         &mut client.out,
@@ -115,6 +125,6 @@ pub async fn answer<R, W: AsyncWriteRent>(
         write_vec(&mut client.w, &mut client.out),
     )
     .await
-    .map_err(|e| Failure::from(ProxyError::ClientIo(e)))?;
+    .map_err(ProxyError::ClientIo)?;
     Ok(!close)
 }

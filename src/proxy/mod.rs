@@ -8,10 +8,14 @@
 pub mod body;
 pub mod client;
 pub mod connect;
+pub mod ctx;
 pub mod forward;
 pub mod local;
+pub mod report;
+pub mod route;
 pub mod server;
 pub mod stream;
+pub mod upstream;
 pub mod worker;
 
 pub use server::{RunError, run};

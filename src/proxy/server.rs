@@ -12,13 +12,18 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::admin::{self, Admin, AdminState};
 use crate::config::{Config, DEFAULT_DNS_THREADS};
 use crate::mitm::Interceptor;
 use crate::net::listener::bind_all;
 use crate::net::runtime::blocking_pool;
 use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
+use crate::observe::hub::{DEFAULT_QUEUE_CAPACITY, Hub, HubOptions};
+use crate::observe::metrics::Registry;
 
-use super::worker;
+use super::worker::{self, WorkerInit};
 
 /// How long workers may take to build their runtimes and start accepting.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +45,13 @@ pub enum RunError {
     Ca(#[from] crate::mitm::ca::CaError),
     #[error("interception: {0}")]
     UpstreamTls(#[from] crate::mitm::upstream::UpstreamTlsError),
+    #[error("capture: {0}")]
+    Capture(std::io::Error),
+    #[error("admin listener {addr}: {source}")]
+    Admin {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What the main thread hears about: workers starting or failing, and signals.
@@ -69,6 +81,22 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         })?;
 
     let (per_worker, bound) = bind_all(&cfg.listen, cfg.workers)?;
+    let registry = Registry::new(cfg.workers);
+    // The hub runs when someone may read events: a capture file or live `/events` clients.
+    let hub = if cfg.capture.is_some() || cfg.admin.is_some() {
+        let opts = HubOptions {
+            capture: cfg.capture.clone(),
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+        };
+        Some(Hub::start(opts, &registry.workers).map_err(RunError::Capture)?)
+    } else {
+        None
+    };
+    let healthy = Arc::new(AtomicBool::new(false));
+    let admin = match (cfg.admin, &hub) {
+        (Some(addr), Some(hub)) => Some(start_admin(addr, &cfg, &registry, hub, &healthy)?),
+        _ => None,
+    };
     let pool = blocking_pool(DEFAULT_DNS_THREADS);
     let opts = RuntimeOptions {
         driver: cfg.driver,
@@ -87,12 +115,18 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             listeners,
             stop: theirs,
         };
-        let (wcfg, wtx, wmitm) = (cfg.clone(), tx.clone(), mitm.clone());
+        let init = WorkerInit {
+            cfg: cfg.clone(),
+            mitm: mitm.clone(),
+            metrics: registry.workers[index].clone(),
+            hub: hub.clone(),
+            events: tx.clone(),
+        };
         handles.push(spawn_worker(
             seed,
             opts.clone(),
             pool.clone(),
-            move |seed, driver| worker::run(seed, driver, wcfg, wmitm, wtx),
+            move |seed, driver| worker::run(seed, driver, init),
         )?);
     }
     drop(tx);
@@ -123,16 +157,22 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     } else {
         "mixed io_uring/epoll"
     };
+    let admin_addr = admin.as_ref().map(|(_, addr)| *addr);
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(
+        write!(
             stdout,
-            "lynxio listening on {addrs} (workers: {}, driver: {driver})",
+            "lynxio listening on {addrs} (workers: {}, driver: {driver}",
             cfg.workers
         )?;
+        if let Some(addr) = admin_addr {
+            write!(stdout, ", admin: {addr}")?;
+        }
+        writeln!(stdout, ")")?;
         stdout.flush()?;
     }
-    tracing::info!(%addrs, workers = cfg.workers, driver, "accepting connections");
+    healthy.store(true, Ordering::Relaxed);
+    tracing::info!(%addrs, workers = cfg.workers, driver, admin = admin_addr.map(tracing::field::display), "accepting connections");
 
     // Serve until a signal.
     loop {
@@ -149,6 +189,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         }
     }
 
+    healthy.store(false, Ordering::Relaxed);
     drop(stops);
     let deadline = Instant::now() + cfg.timeouts.drain + JOIN_SLACK;
     while handles.iter().any(|h| !h.is_finished()) {
@@ -172,8 +213,36 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             Err(_) => tracing::error!("worker panicked"),
         }
     }
+    // Everything the workers queued reaches the capture file before the process exits.
+    if let Some(hub) = &hub {
+        hub.shutdown();
+    }
+    if let Some((admin, _)) = admin {
+        admin.stop();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds the admin listener (so a taken port is a startup error) and starts its thread.
+fn start_admin(
+    addr: std::net::SocketAddr,
+    cfg: &Config,
+    registry: &Registry,
+    hub: &Arc<Hub>,
+    healthy: &Arc<AtomicBool>,
+) -> Result<(Admin, std::net::SocketAddr), RunError> {
+    let fail = |source| RunError::Admin { addr, source };
+    let listener = std::net::TcpListener::bind(addr).map_err(fail)?;
+    let bound = listener.local_addr().map_err(fail)?;
+    let state = AdminState {
+        registry: registry.clone(),
+        hub: hub.clone(),
+        token: cfg.admin_token.clone(),
+        healthy: healthy.clone(),
+    };
+    let admin = admin::start(listener, state).map_err(fail)?;
+    Ok((admin, bound))
 }
 
 /// Loads (or creates) the CA and builds the origin TLS configuration when a rule can intercept;

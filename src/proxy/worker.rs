@@ -4,138 +4,50 @@
 //! waits (up to the drain timeout) for requests in flight to finish, and returns; keep-alive
 //! connections sitting idle between requests are simply closed.
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
-use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, Splitable};
-use monoio::net::{TcpListener, TcpStream, UnixStream};
+use monoio::io::AsyncReadRent;
+use monoio::net::{TcpListener, UnixStream};
 use tracing::Instrument;
 
 use crate::config::Config;
 use crate::mitm::Interceptor;
-use crate::mitm::leaf::LeafCache;
-use crate::net::{ActiveDriver, Pool, ReadBuf, Resolver, WorkerSeed};
-use crate::tunnel::{TunnelConfig, TunnelPools};
+use crate::net::{ActiveDriver, WorkerSeed};
+use crate::observe::hub::Hub;
+use crate::observe::metrics::WorkerMetrics;
 
 use super::client;
+use super::ctx::{Peer, Worker};
 use super::server::Event;
-use super::stream::{UpRead, UpWrite};
 
-/// Read buffer each upstream connection starts with.
-pub const UPSTREAM_BUF_SIZE: usize = 16 * 1024;
 /// Back-off after an accept error such as EMFILE, so a full fd table is not a busy loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 /// How often the drain loop checks for in-flight requests.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
-/// A connection to an origin, split so a request body and the response can flow at once.
-pub struct Upstream {
-    pub r: UpRead,
-    pub w: UpWrite,
-    pub buf: ReadBuf,
-    pub fd: RawFd,
-    /// Taken from the pool rather than freshly dialed.
-    pub reused: bool,
-}
-
-impl Upstream {
-    pub fn new(stream: TcpStream) -> Self {
-        let fd = stream.as_raw_fd();
-        let (r, w) = stream.into_split();
-        Upstream::from_parts(UpRead::Tcp(r), UpWrite::Tcp(w), fd)
-    }
-
-    /// An origin connection from already-split halves (TLS) and its socket's fd.
-    pub fn from_parts(r: UpRead, w: UpWrite, fd: RawFd) -> Self {
-        Upstream {
-            r,
-            w,
-            buf: ReadBuf::with_capacity(UPSTREAM_BUF_SIZE),
-            fd,
-            reused: false,
-        }
-    }
-}
-
-/// Per-worker state. Lives on one thread; nothing in it is shared or locked.
-pub struct Worker {
-    pub index: usize,
+/// What a worker is started with besides its listeners.
+pub struct WorkerInit {
     pub cfg: Arc<Config>,
-    pub dns: Resolver,
-    pub pool: RefCell<Pool<Upstream>>,
-    /// How CONNECT tunnels relay, and the worker's pipes and buffers they borrow while bytes flow.
-    pub tunnel_cfg: TunnelConfig,
-    pub tunnel_pools: TunnelPools,
-    /// Interception (CA, origin TLS config) when a rule can intercept; shared read-only.
     pub mitm: Option<Arc<Interceptor>>,
-    /// This worker's minted leaf certificates.
-    pub leaves: RefCell<LeafCache>,
-    /// Set when shutdown starts: finish the current request, then close.
-    pub shutting_down: Cell<bool>,
-    /// Requests between their first byte and their last response byte.
-    in_flight: Cell<usize>,
-    next_conn_id: Cell<u64>,
-}
-
-/// Marks a request in flight for the drain logic while it lives.
-pub struct InFlight<'a>(&'a Worker);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.set(self.0.in_flight.get() - 1);
-    }
-}
-
-impl Worker {
-    pub fn new(index: usize, cfg: Arc<Config>, mitm: Option<Arc<Interceptor>>) -> Self {
-        let tunnel_cfg = TunnelConfig {
-            idle_timeout: cfg.timeouts.tunnel_idle,
-            pipe_size: cfg.pipe_size,
-            splice: cfg.splice,
-        };
-        Worker {
-            index,
-            dns: Resolver::new(&cfg.resolve, cfg.dns_ttl),
-            pool: RefCell::new(Pool::new(cfg.pool_max_per_host, cfg.timeouts.upstream_idle)),
-            tunnel_pools: TunnelPools::new(&tunnel_cfg),
-            mitm,
-            leaves: RefCell::new(LeafCache::new()),
-            tunnel_cfg,
-            cfg,
-            shutting_down: Cell::new(false),
-            in_flight: Cell::new(0),
-            next_conn_id: Cell::new(0),
-        }
-    }
-
-    /// A worker-unique id (connections, intercepted sessions).
-    pub fn next_id(&self) -> u64 {
-        let id = self.next_conn_id.get();
-        self.next_conn_id.set(id + 1);
-        id
-    }
-
-    /// Count a request as in flight until the guard drops.
-    pub fn begin_request(&self) -> InFlight<'_> {
-        self.in_flight.set(self.in_flight.get() + 1);
-        InFlight(self)
-    }
+    pub metrics: Arc<WorkerMetrics>,
+    pub hub: Option<Arc<Hub>>,
+    pub events: Sender<Event>,
 }
 
 /// The worker's whole life on its runtime.
-pub async fn run(
-    seed: WorkerSeed,
-    driver: ActiveDriver,
-    cfg: Arc<Config>,
-    mitm: Option<Arc<Interceptor>>,
-    events: Sender<Event>,
-) {
+pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
     let index = seed.index;
+    let WorkerInit {
+        cfg,
+        mitm,
+        metrics,
+        hub,
+        events,
+    } = init;
     let setup = || -> std::io::Result<(Vec<TcpListener>, UnixStream)> {
         let listeners = seed
             .listeners
@@ -155,7 +67,8 @@ pub async fn run(
             return;
         }
     };
-    let worker = Rc::new(Worker::new(index, cfg, mitm));
+    let tap = hub.as_ref().map(|h| h.tap(index));
+    let worker = Rc::new(Worker::new(index, cfg, mitm, metrics, tap));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
@@ -186,11 +99,11 @@ pub async fn run(
 
 async fn drain(worker: &Worker) {
     let deadline = Instant::now() + worker.cfg.timeouts.drain;
-    while worker.in_flight.get() > 0 {
+    while worker.in_flight() > 0 {
         if Instant::now() >= deadline {
             tracing::warn!(
                 worker = worker.index,
-                in_flight = worker.in_flight.get(),
+                in_flight = worker.in_flight(),
                 "drain timeout: closing requests still in flight"
             );
             return;
@@ -200,12 +113,20 @@ async fn drain(worker: &Worker) {
 }
 
 async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+    // Reported with each flow; an unspecified bind address is reported as bound.
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         match listener.accept().await {
-            Ok((stream, peer)) => {
-                let id = worker.next_id();
-                let span = tracing::info_span!("conn", w = worker.index, id, %peer);
-                monoio::spawn(client::serve_tcp(worker.clone(), stream).instrument(span));
+            Ok((stream, client)) => {
+                let conn = worker.next_id();
+                let span = tracing::debug_span!("conn", w = worker.index, conn, peer = %client);
+                let peer = Peer {
+                    client,
+                    listener: local,
+                };
+                monoio::spawn(client::serve_tcp(worker.clone(), stream, peer).instrument(span));
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");

@@ -1,0 +1,337 @@
+//! Where flows are read: the pipeline calls these at a flow's milestones (request head read,
+//! response head sent, exchange or tunnel finished) and they feed the access log (exactly one
+//! line per finished exchange and per finished tunnel, with the flow id), the worker's
+//! counters, and — only when someone reads them (capture file, live subscribers) — owned
+//! events for the hub. Nothing here waits: events go into a bounded queue, log lines to the
+//! non-blocking log writer.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::ProxyError;
+use crate::http1::{Headers, Method, RequestHead, ResponseHead, Version};
+use crate::observe::event::{
+    self, ErrorEvent, Event, EventKind, Fields, FlowId, Timestamp, UpstreamInfo,
+};
+use crate::observe::metrics::{ErrorKind, MethodClass, TunnelKind};
+
+use super::ctx::Worker;
+use super::ctx::flow::{Flow, Outcome};
+
+/// The log target of access lines (`--log lynxio::access=off` silences them).
+pub const ACCESS_TARGET: &str = "lynxio::access";
+
+/// What a tunnel turned out to be, for its log line and events.
+#[derive(Debug, Clone)]
+pub struct Tunnel {
+    /// `host:port` as dialed.
+    pub target: String,
+    pub sni: Option<String>,
+    pub alpn: Option<String>,
+    pub kind: TunnelKind,
+}
+
+/// How a tunnel ended.
+pub struct TunnelEnded<'a> {
+    pub up: u64,
+    pub down: u64,
+    /// `done`, `idle timeout`, `client failed`, `origin failed`.
+    pub end: &'static str,
+    pub error: Option<&'a dyn fmt::Display>,
+}
+
+fn version_str(v: Version) -> &'static str {
+    match v {
+        Version::Http11 => "HTTP/1.1",
+        Version::Http10 => "HTTP/1.0",
+    }
+}
+
+fn method_class(m: &Method) -> MethodClass {
+    match m {
+        Method::Get => MethodClass::Get,
+        Method::Head => MethodClass::Head,
+        Method::Post => MethodClass::Post,
+        Method::Put => MethodClass::Put,
+        Method::Delete => MethodClass::Delete,
+        Method::Patch => MethodClass::Patch,
+        Method::Options => MethodClass::Options,
+        Method::Connect => MethodClass::Connect,
+        _ => MethodClass::Other,
+    }
+}
+
+/// The metrics kind of an error.
+fn error_kind(e: &ProxyError) -> ErrorKind {
+    match e {
+        ProxyError::BadRequest(_) | ProxyError::ExpectationFailed => ErrorKind::BadRequest,
+        ProxyError::NotProxyRequest | ProxyError::HttpsWithoutConnect => ErrorKind::NotProxyRequest,
+        ProxyError::ConnectInTunnel => ErrorKind::Refused,
+        ProxyError::ClientHeadTimeout => ErrorKind::HeadTimeout,
+        ProxyError::ClientBody(_) => ErrorKind::ClientBody,
+        ProxyError::Resolve { .. } => ErrorKind::Resolve,
+        ProxyError::Connect { .. } => ErrorKind::Connect,
+        ProxyError::ConnectTimeout { .. } => ErrorKind::ConnectTimeout,
+        ProxyError::Certificate { .. } => ErrorKind::Certificate,
+        ProxyError::UpstreamTls { .. } => ErrorKind::UpstreamTls,
+        ProxyError::ResponseTimeout => ErrorKind::ResponseTimeout,
+        ProxyError::BadResponse(_) => ErrorKind::BadResponse,
+        ProxyError::UpstreamIo(_) => ErrorKind::UpstreamIo,
+        ProxyError::ClientIo(_) => ErrorKind::ClientIo,
+    }
+}
+
+fn fields_of(headers: &Headers) -> Fields {
+    let mut fields = Fields::with_capacity(headers.len(), 512);
+    for (name, value) in headers.iter() {
+        fields.push(name, value);
+    }
+    fields
+}
+
+/// A status for a log line: the number, or `-` when no response head reached the client.
+struct Status(Option<u16>);
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(s) => write!(f, "{s}"),
+            None => f.write_str("-"),
+        }
+    }
+}
+
+/// A duration in milliseconds with microsecond precision.
+struct Ms(Duration);
+
+impl fmt::Display for Ms {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1000.0)
+    }
+}
+
+/// A request head was read: count it and, for readers, emit `request`.
+pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str) {
+    worker.metrics.request(method_class(&head.method));
+    let Some(tap) = worker.events() else {
+        return;
+    };
+    flow.host = Arc::from(host);
+    tap.emit(Event {
+        host: flow.host.clone(),
+        kind: EventKind::Request(event::Request {
+            id: flow.id,
+            ts: Timestamp(flow.started_at),
+            client: flow.peer.client.to_string(),
+            listener: flow.peer.listener.to_string(),
+            method: head.method_str().to_owned(),
+            url: flow.url.clone(),
+            version: version_str(head.version),
+            headers: fields_of(&head.headers),
+        }),
+    });
+}
+
+/// The origin's final response head is being sent to the client.
+pub fn response_from_origin(worker: &Worker, id: FlowId, resp: &ResponseHead, ttfb: Duration) {
+    if let Some(tap) = worker.events() {
+        tap.emit(Event {
+            host: Arc::from(""),
+            kind: EventKind::Response(event::Response {
+                id,
+                status: resp.status,
+                version: version_str(resp.version),
+                headers: fields_of(&resp.headers),
+                ttfb_ms: ttfb,
+                from: "origin",
+            }),
+        });
+    }
+}
+
+/// lynxio itself is answering with `status` and these header fields.
+pub fn response_from_lynxio(
+    worker: &Worker,
+    flow: &mut Flow,
+    status: u16,
+    headers: &[(&[u8], &[u8])],
+) {
+    flow.response_started.set(true);
+    flow.response.status = Some(status);
+    let ttfb = flow.started.elapsed();
+    flow.response.ttfb = Some(ttfb);
+    if let Some(tap) = worker.events() {
+        let mut fields = Fields::with_capacity(headers.len(), 128);
+        for (name, value) in headers {
+            fields.push(name, value);
+        }
+        tap.emit(Event {
+            host: flow.host.clone(),
+            kind: EventKind::Response(event::Response {
+                id: flow.id,
+                status,
+                version: "HTTP/1.1",
+                headers: fields,
+                ttfb_ms: ttfb,
+                from: "lynxio",
+            }),
+        });
+    }
+}
+
+/// An exchange ended: one access line, counters, and `end` for readers.
+pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
+    let m = &worker.metrics;
+    if let Some(status) = flow.response.status {
+        m.response(status);
+    }
+    m.bytes_in.add(flow.request_body.bytes);
+    m.bytes_out.add(flow.response.body.bytes);
+    let duration = flow.started.elapsed();
+    let (outcome, by, reason) = match &flow.outcome {
+        Outcome::Completed => ("completed", None, None),
+        Outcome::Answered { reason, .. } => ("answered", None, Some(reason.as_str())),
+        Outcome::Aborted { by, reason } => ("aborted", Some(by.as_str()), Some(reason.as_str())),
+        Outcome::Pending => ("aborted", None, Some("ended without an outcome")),
+    };
+    let status = Status(flow.response.status);
+    let method = head.method_str();
+    let (bytes_in, bytes_out) = (flow.request_body.bytes, flow.response.body.bytes);
+    let ms = Ms(duration);
+    match (outcome, reason) {
+        ("completed", _) => tracing::info!(
+            target: ACCESS_TARGET,
+            id = %flow.id, client = %flow.peer.client, method, url = %flow.url, %status,
+            bytes_in, bytes_out, ms = %ms, outcome, "exchange"
+        ),
+        (_, reason) => tracing::warn!(
+            target: ACCESS_TARGET,
+            id = %flow.id, client = %flow.peer.client, method, url = %flow.url, %status,
+            bytes_in, bytes_out, ms = %ms, outcome, by, reason, "exchange"
+        ),
+    }
+    let Some(tap) = worker.events() else {
+        return;
+    };
+    let upstream = flow.upstream.map(|u| UpstreamInfo {
+        target: format!("{}:{port}", flow.host),
+        reused: u.reused,
+        connect_ms: u.connect,
+    });
+    tap.emit(Event {
+        host: flow.host.clone(),
+        kind: EventKind::End(event::End {
+            id: flow.id,
+            status: flow.response.status,
+            request_body_bytes: bytes_in,
+            response_body_bytes: bytes_out,
+            duration_ms: duration,
+            outcome,
+            aborted_by: by,
+            reason: reason.map(str::to_owned),
+            upstream,
+            rule: flow.rule.clone(),
+            request_body: flow.request_body.kept.take(),
+            response_body: flow.response.body.kept.take(),
+        }),
+    });
+}
+
+/// Count an error lynxio answered or ended a flow with.
+pub fn error(worker: &Worker, e: &ProxyError) {
+    worker.metrics.error(error_kind(e));
+}
+
+/// A client's bytes were not a request lynxio could read (no request head): answered with
+/// `status` if any. One access line and an `error` event.
+pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<u16>) {
+    error(worker, e);
+    if let Some(status) = status {
+        worker.metrics.response(status);
+    }
+    tracing::warn!(
+        target: ACCESS_TARGET,
+        id = %flow.id, client = %flow.peer.client, method = "-", url = "-",
+        status = %Status(status), ms = %Ms(flow.started.elapsed()), outcome = "answered",
+        reason = %e, "exchange"
+    );
+    failed(worker, flow, "request_head", status, e);
+}
+
+/// Something failed outside an exchange (`stage`): an `error` event for readers.
+pub fn failed(
+    worker: &Worker,
+    flow: &Flow,
+    stage: &'static str,
+    status: Option<u16>,
+    e: &dyn fmt::Display,
+) {
+    if let Some(tap) = worker.events() {
+        tap.emit(Event {
+            host: flow.host.clone(),
+            kind: EventKind::Error(ErrorEvent {
+                id: flow.id,
+                ts: Timestamp(SystemTime::now()),
+                client: flow.peer.client.to_string(),
+                stage,
+                status,
+                message: e.to_string(),
+            }),
+        });
+    }
+}
+
+/// A tunnel was established and sniffed.
+pub fn tunnel_open(worker: &Worker, flow: &mut Flow, tunnel: &Tunnel) {
+    worker.metrics.tunnel(tunnel.kind).inc();
+    let Some(tap) = worker.events() else {
+        return;
+    };
+    tap.emit(Event {
+        host: flow.host.clone(),
+        kind: EventKind::TunnelOpen(event::TunnelOpen {
+            id: flow.id,
+            ts: Timestamp(flow.started_at),
+            client: flow.peer.client.to_string(),
+            target: tunnel.target.clone(),
+            sni: tunnel.sni.clone(),
+            alpn: tunnel.alpn.clone(),
+            kind: tunnel.kind.label(),
+        }),
+    });
+}
+
+/// A tunnel ended: one access line, counters, and `tunnel_close` for readers.
+pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &TunnelEnded<'_>) {
+    let m = &worker.metrics;
+    m.tunnel(tunnel.kind).dec();
+    m.bytes_in.add(ended.up);
+    m.bytes_out.add(ended.down);
+    let duration = flow.started.elapsed();
+    tracing::info!(
+        target: ACCESS_TARGET,
+        id = %flow.id, client = %flow.peer.client, method = "CONNECT", target = %tunnel.target,
+        sni = tunnel.sni.as_deref(), alpn = tunnel.alpn.as_deref(), kind = tunnel.kind.label(),
+        up = ended.up, down = ended.down, ms = %Ms(duration), end = ended.end,
+        error = ended.error.map(tracing::field::display), "tunnel"
+    );
+    let Some(tap) = worker.events() else {
+        return;
+    };
+    tap.emit(Event {
+        host: flow.host.clone(),
+        kind: EventKind::TunnelClose(event::TunnelClose {
+            id: flow.id,
+            target: tunnel.target.clone(),
+            sni: tunnel.sni.clone(),
+            alpn: tunnel.alpn.clone(),
+            kind: tunnel.kind.label(),
+            bytes_up: ended.up,
+            bytes_down: ended.down,
+            duration_ms: duration,
+            end: ended.end,
+            error: ended.error.map(|e| e.to_string()),
+        }),
+    });
+}
