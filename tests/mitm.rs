@@ -780,7 +780,61 @@ fn certificate_failure_is_502(driver: &str) {
     assert_eq!(ok_page.status, 200);
 }
 
+/// A CONNECT inside an intercepted session is refused with a 4xx before anything is dialed
+/// (CONNECT is only valid directly from a proxy client), and the session's requests and the
+/// tunnel itself appear in the access log with https URLs, kind=intercepted and the ALPN.
+fn intercepted_connect_refused_and_logged(driver: &str) {
+    let fx = MitmFixture::start("inner-connect", driver, "localhost", Upstream::TestCa, true);
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(&target, "localhost", roots_of(&[fx.ca()]))
+        .unwrap_or_else(|e| panic!("handshake: {e}"));
+    let mut r = Reader::new(tls);
+    get_ok(&mut r, "/logged", &target);
+    let (sink, seen) = byte_sink_origin();
+    let inner = sink.addr.to_string();
+    let s = r.get_mut();
+    s.write_all(format!("CONNECT {inner} HTTP/1.1\r\nHost: {inner}\r\n\r\n").as_bytes())
+        .and_then(|()| s.flush())
+        .expect("write inner CONNECT");
+    let answer = r
+        .response("CONNECT")
+        .expect("an answer to the inner CONNECT");
+    assert!(
+        (400..500).contains(&answer.status),
+        "inner CONNECT answered {}: {:?}",
+        answer.status,
+        answer.body_str()
+    );
+    assert!(
+        answer.body_str().contains("CONNECT"),
+        "{}",
+        answer.body_str()
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(sink.accepted(), 0, "the inner CONNECT target was dialed");
+    assert!(seen.lock().map(|b| b.is_empty()).unwrap_or(false));
+    drop(r);
+
+    let proxy = fx.proxy();
+    let url = format!("https://{target}/logged");
+    let wait = std::time::Duration::from_secs(5);
+    let line = proxy
+        .wait_for_line(wait, |l| {
+            l.contains("lynxio::access") && l.contains(&format!(" url={url} "))
+        })
+        .unwrap_or_else(|| panic!("no access line for {url}:\n{}", proxy.log()));
+    assert!(line.contains(" status=200 "), "{line}");
+    let tunnel = proxy
+        .wait_for_line(wait, |l| l.contains("lynxio::access: tunnel"))
+        .unwrap_or_else(|| panic!("no tunnel line:\n{}", proxy.log()));
+    assert!(tunnel.contains("kind=\"intercepted\""), "{tunnel}");
+    assert!(tunnel.contains("alpn=\"http/1.1\""), "{tunnel}");
+    assert!(tunnel.contains(&format!("target={target}")), "{tunnel}");
+}
+
 drivers!(
+    intercepted_connect_refused_and_logged,
     certificate_failure_is_502,
     lynxio_ca_page,
     intercept_dns_name,

@@ -90,25 +90,9 @@ fn fields_of(headers: &Headers) -> Fields {
     fields
 }
 
-/// A status for a log line: the number, or `-` when no response head reached the client.
-struct Status(Option<u16>);
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(s) => write!(f, "{s}"),
-            None => f.write_str("-"),
-        }
-    }
-}
-
-/// A duration in milliseconds with microsecond precision.
-struct Ms(Duration);
-
-impl fmt::Display for Ms {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:.3}", self.0.as_secs_f64() * 1000.0)
-    }
+/// A duration in milliseconds with microsecond precision, for log fields.
+fn ms(d: Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 /// A request head was read: count it and, for readers, emit `request`.
@@ -195,20 +179,21 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
         Outcome::Aborted { by, reason } => ("aborted", Some(by.as_str()), Some(reason.as_str())),
         Outcome::Pending => ("aborted", None, Some("ended without an outcome")),
     };
-    let status = Status(flow.response.status);
+    // No `status` field when no response head reached the client.
+    let status = flow.response.status;
     let method = head.method_str();
     let (bytes_in, bytes_out) = (flow.request_body.bytes, flow.response.body.bytes);
-    let ms = Ms(duration);
+    let ms = ms(duration);
     match (outcome, reason) {
         ("completed", _) => tracing::info!(
             target: ACCESS_TARGET,
-            id = %flow.id, client = %flow.peer.client, method, url = %flow.url, %status,
-            bytes_in, bytes_out, ms = %ms, outcome, "exchange"
+            id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
+            bytes_in, bytes_out, ms, %outcome, "exchange"
         ),
         (_, reason) => tracing::warn!(
             target: ACCESS_TARGET,
-            id = %flow.id, client = %flow.peer.client, method, url = %flow.url, %status,
-            bytes_in, bytes_out, ms = %ms, outcome, by, reason, "exchange"
+            id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
+            bytes_in, bytes_out, ms, %outcome, by, reason, "exchange"
         ),
     }
     let Some(tap) = worker.events() else {
@@ -253,8 +238,7 @@ pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<
     tracing::warn!(
         target: ACCESS_TARGET,
         id = %flow.id, client = %flow.peer.client, method = "-", url = "-",
-        status = %Status(status), ms = %Ms(flow.started.elapsed()), outcome = "answered",
-        reason = %e, "exchange"
+        status, ms = ms(flow.started.elapsed()), outcome = "answered", reason = %e, "exchange"
     );
     failed(worker, flow, "request_head", status, e);
 }
@@ -313,7 +297,7 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
         target: ACCESS_TARGET,
         id = %flow.id, client = %flow.peer.client, method = "CONNECT", target = %tunnel.target,
         sni = tunnel.sni.as_deref(), alpn = tunnel.alpn.as_deref(), kind = tunnel.kind.label(),
-        up = ended.up, down = ended.down, ms = %Ms(duration), end = ended.end,
+        up = ended.up, down = ended.down, ms = ms(duration), end = ended.end,
         error = ended.error.map(tracing::field::display), "tunnel"
     );
     let Some(tap) = worker.events() else {

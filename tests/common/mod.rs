@@ -43,7 +43,11 @@ macro_rules! drivers {
 pub struct Proxy {
     child: Child,
     pub addr: SocketAddr,
+    /// The admin listener's address, when started with `--admin`.
+    pub admin: Option<SocketAddr>,
     stderr: Option<thread::JoinHandle<String>>,
+    /// Everything logged so far (filled line by line as the proxy writes).
+    log: Arc<std::sync::Mutex<String>>,
 }
 
 impl Proxy {
@@ -74,7 +78,9 @@ impl Proxy {
             .expect("spawn lynxio");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let stderr = Some(thread::spawn(move || drain(stderr)));
+        let log = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = log.clone();
+        let stderr = Some(thread::spawn(move || drain(stderr, &sink)));
         let (tx, rx) = mpsc::channel();
         thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
@@ -98,10 +104,36 @@ impl Proxy {
             .and_then(|rest| rest.split([' ', ',']).next())
             .and_then(|a| a.parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"));
+        let admin = line
+            .split("admin: ")
+            .nth(1)
+            .and_then(|rest| rest.split([')', ',']).next())
+            .and_then(|a| a.parse().ok());
         Proxy {
             child,
             addr,
+            admin,
             stderr,
+            log,
+        }
+    }
+
+    /// Everything the proxy has logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Waits up to `limit` for a logged line satisfying `pred`; returns it.
+    pub fn wait_for_line(&self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log().lines().find(|l| pred(l)) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -164,10 +196,21 @@ impl Drop for Proxy {
     }
 }
 
-fn drain(mut r: ChildStderr) -> String {
-    let mut s = Vec::new();
-    let _ = r.read_to_end(&mut s);
-    String::from_utf8_lossy(&s).into_owned()
+fn drain(r: ChildStderr, sink: &std::sync::Mutex<String>) -> String {
+    let mut lines = BufReader::new(r);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {
+                if let Ok(mut log) = sink.lock() {
+                    log.push_str(&String::from_utf8_lossy(&line));
+                }
+            }
+        }
+    }
+    sink.lock().map(|l| l.clone()).unwrap_or_default()
 }
 
 /// Connects with read/write timeouts set.
@@ -747,6 +790,11 @@ pub fn assert_no_panic(mut proxy: Proxy) {
 }
 
 impl<S: Read> Reader<S> {
+    /// Reads only a response head (no body).
+    pub fn response_head(&mut self) -> Option<Message> {
+        self.head(HeadKind::Response)
+    }
+
     /// Reads only a request head (no body), e.g. for an origin that answers `100 Continue`.
     pub fn request_head(&mut self) -> Option<Message> {
         self.head(HeadKind::Request)
