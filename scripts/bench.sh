@@ -45,76 +45,8 @@ LYNXIO=target/release/lynxio
 
 make_workdir lynxio-bench
 
-# --- origin -------------------------------------------------------------------------------
-mkdir -p "$WORK/www" "$WORK/ngx"
-head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
-head -c 1048576 /dev/urandom >"$WORK/www/1m"
-chmod -R a+rX "$WORK/www"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/ngx/error.log warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    # Measured here: on loopback nginx serves 1 MiB faster with plain writes than sendfile.
-    sendfile off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
-    client_body_temp_path $WORK/ngx;
-    proxy_temp_path $WORK/ngx;
-    fastcgi_temp_path $WORK/ngx;
-    uwsgi_temp_path $WORK/ngx;
-    scgi_temp_path $WORK/ngx;
-    types { }
-    default_type application/octet-stream;
-    server {
-        listen 127.0.0.1:$NGINX_PORT reuseport;
-        root $WORK/www;
-    }
-}
-EOF
-# nginx inherits the affinity: it shares the load core with wrk.
-taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
-
-wait_port "$NGINX_PORT"
-
-# --- wrk ----------------------------------------------------------------------------------
-# wrk has no proxy option: through a proxy the request line must carry the absolute URL.
-cat >"$WORK/abs.lua" <<EOF
-wrk.path = os.getenv("ABS_URL")
-wrk.headers["Host"] = "127.0.0.1:$NGINX_PORT"
-EOF
-
-# run_wrk PORT PATH CONNS ABSOLUTE(0|1) -> prints "rps mbps errors"
-# WRK_CPUS / WRK_THREADS select the layout (default: pinned to the load core, one thread).
-run_wrk() {
-    local port=$1 path=$2 conns=$3 absolute=$4 out
-    local cpus=${WRK_CPUS:-$LOAD_CORE} threads=${WRK_THREADS:-1}
-    if [ "$absolute" = 1 ]; then
-        out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT$path" taskset -c "$cpus" \
-            wrk -t"$threads" -c"$conns" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$port/")
-    else
-        out=$(taskset -c "$cpus" wrk -t"$threads" -c"$conns" -d"$DURATION" "http://127.0.0.1:$port$path")
-    fi
-    echo "$out" >>"$WORK/wrk.log"
-    python3 - "$out" <<'PY'
-import re, sys
-out = sys.argv[1]
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-m = re.search(r"Transfer/sec:\s+([\d.]+)([KMG]?B)", out)
-scale = {"B": 1e-6, "KB": 1024 / 1e6, "MB": 1024**2 / 1e6, "GB": 1024**3 / 1e6}[m.group(2)]
-errs = 0
-e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-if e:
-    errs += sum(int(x) for x in e.groups())
-n = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-if n:
-    errs += int(n.group(1))
-print(f"{rps:.0f} {float(m.group(1)) * scale:.0f} {errs}")
-PY
-}
+# --- origin and load ----------------------------------------------------------------------
+start_nginx "$NGINX_PORT" "$LOAD_CORE"
 
 # --- proxies ------------------------------------------------------------------------------
 start_lynxio() {

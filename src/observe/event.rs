@@ -148,6 +148,8 @@ pub struct TunnelClose {
     /// `done`, `idle timeout`, `client failed` or `origin failed`.
     pub end: &'static str,
     pub error: Option<String>,
+    /// Name of the rule that decided this tunnel (intercept or passthrough).
+    pub rule: Option<Arc<str>>,
 }
 
 #[derive(Debug, Clone, Serialize)]

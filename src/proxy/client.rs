@@ -259,6 +259,9 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
             return After::Close;
         }
     };
+    if let ConnCtx::Intercepted { session, .. } = ctx {
+        flow.rule.clone_from(&session.rule);
+    }
     report::request(worker, flow, head, &route.host);
     let result = if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
         local::answer(worker, client, head, &route, flow).await

@@ -7,6 +7,7 @@
 //! protocols and clients that stay silent (server-first protocols) become an opaque tunnel.
 //! [`tls_action`] is the one place that decides what happens to TLS.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use monoio::io::AsyncWriteRent;
@@ -43,19 +44,24 @@ pub enum TlsAction {
 
 /// The one decision point for TLS inside a CONNECT tunnel, made from the ClientHello's SNI (or
 /// the CONNECT host when there is none) and the CONNECT port, before any certificate work:
-/// the first matching rule wins, no match tunnels.
-pub fn tls_action(worker: &Worker, target: &TunnelOrigin, hello: &ClientHello) -> TlsAction {
+/// the first matching rule wins, no match tunnels. Also returns the name of the rule that
+/// decided, if one did.
+pub fn tls_action<'w>(
+    worker: &'w Worker,
+    target: &TunnelOrigin,
+    hello: &ClientHello,
+) -> (TlsAction, Option<&'w str>) {
     if worker.mitm.is_none() {
-        return TlsAction::Tunnel;
+        return (TlsAction::Tunnel, None);
     }
     let host = hello.sni.as_deref().unwrap_or(&target.host);
     let decision = worker.cfg.rules.decide(host, target.port);
     match decision.action {
         Action::Intercept => {
             tracing::debug!(host, rule = decision.rule, "intercepting");
-            TlsAction::Intercept
+            (TlsAction::Intercept, decision.rule)
         }
-        Action::Passthrough => TlsAction::Tunnel,
+        Action::Passthrough => (TlsAction::Tunnel, decision.rule),
     }
 }
 
@@ -164,9 +170,9 @@ pub async fn established(
         Protocol::Tls(hello) => {
             tunnel.sni = hello.sni.clone();
             tunnel.kind = TunnelKind::Tls;
-            if let (TlsAction::Intercept, Some(mitm)) =
-                (tls_action(worker, target, hello), &worker.mitm)
-            {
+            let (action, rule) = tls_action(worker, target, hello);
+            flow.rule = rule.map(Arc::from);
+            if let (TlsAction::Intercept, Some(mitm)) = (action, &worker.mitm) {
                 tunnel.kind = TunnelKind::Intercepted;
                 let prefix = buf.into_vec();
                 return match Box::pin(intercept(
@@ -383,6 +389,7 @@ async fn intercept(
         id: worker.next_id(),
         server_name,
         tls: mitm.upstream.clone(),
+        rule: flow.rule.clone(),
     };
     let mut key = PoolKey::default();
     key.set_session(session.id, &target.host, target.port);

@@ -82,10 +82,18 @@ fn error_kind(e: &ProxyError) -> ErrorKind {
     }
 }
 
+/// What captured events show instead of a `Proxy-Authorization` value: those credentials are
+/// for lynxio, never forwarded, and never written anywhere.
+const REDACTED: &[u8] = b"[redacted]";
+
 fn fields_of(headers: &Headers) -> Fields {
     let mut fields = Fields::with_capacity(headers.len(), 512);
     for (name, value) in headers.iter() {
-        fields.push(name, value);
+        if name.eq_ignore_ascii_case(b"proxy-authorization") {
+            fields.push(name, REDACTED);
+        } else {
+            fields.push(name, value);
+        }
     }
     fields
 }
@@ -188,12 +196,12 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
         ("completed", _) => tracing::info!(
             target: ACCESS_TARGET,
             id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
-            bytes_in, bytes_out, ms, %outcome, "exchange"
+            bytes_in, bytes_out, ms, %outcome, rule = flow.rule.as_deref(), "exchange"
         ),
         (_, reason) => tracing::warn!(
             target: ACCESS_TARGET,
             id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
-            bytes_in, bytes_out, ms, %outcome, by, reason, "exchange"
+            bytes_in, bytes_out, ms, %outcome, by, reason, rule = flow.rule.as_deref(), "exchange"
         ),
     }
     let Some(tap) = worker.events() else {
@@ -298,7 +306,7 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
         id = %flow.id, client = %flow.peer.client, method = "CONNECT", target = %tunnel.target,
         sni = tunnel.sni.as_deref(), alpn = tunnel.alpn.as_deref(), kind = tunnel.kind.label(),
         up = ended.up, down = ended.down, ms = ms(duration), end = ended.end,
-        error = ended.error.map(tracing::field::display), "tunnel"
+        rule = flow.rule.as_deref(), error = ended.error.map(tracing::field::display), "tunnel"
     );
     let Some(tap) = worker.events() else {
         return;
@@ -316,6 +324,7 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
             duration_ms: duration,
             end: ended.end,
             error: ended.error.map(|e| e.to_string()),
+            rule: flow.rule.clone(),
         }),
     });
 }

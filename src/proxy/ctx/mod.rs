@@ -200,6 +200,8 @@ pub struct InterceptSession {
     /// SNI (and certificate name) for the origin: the client's SNI, else the CONNECT host.
     pub server_name: rustls::pki_types::ServerName<'static>,
     pub tls: Arc<rustls::ClientConfig>,
+    /// The rule that chose to intercept; it acted on every exchange of the session.
+    pub rule: Option<Arc<str>>,
 }
 
 /// The `host:port` a CONNECT tunnel was opened to.

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# What observing traffic costs: wrk small (100 B) keep-alive requests through lynxio with each
+# reader of the flow record switched on in turn, all in the same run, interleaved REPS times:
+#   before flows   - BASE_BIN, a lynxio built before the flow record (optional), default log
+#   no access log  - the flow record with --log warn (no line per request)
+#   access log     - the default: one access line per request (stderr to a file)
+#   capture        - --capture FILE (headers only)
+#   capture bodies - --capture FILE --capture-bodies 4096
+#   admin scrape   - --admin, /metrics scraped every 100 ms during the run
+# Reported per variant: requests/s and the proxy's CPU (all its threads: workers, log writer,
+# event writer, admin) per request from /proc/PID/stat, as ratios to "no access log". On these
+# 2-core machines wrk and nginx share the second core and are often the ceiling, so the CPU
+# per request is the figure to read.
+#
+# Usage: scripts/bench-flows.sh      (DURATION=10s CONNS=64 REPS=2 BASE_BIN=path to tune)
+# Installs wrk and nginx from Debian when they are missing (needs root and apt-get).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+DURATION=${DURATION:-10s}
+CONNS=${CONNS:-64}
+REPS=${REPS:-2}
+PROXY_CORE=${PROXY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+NGINX_PORT=${NGINX_PORT:-18490}
+LYNXIO_PORT=${LYNXIO_PORT:-18492}
+ADMIN_PORT=${ADMIN_PORT:-18493}
+BASE_BIN=${BASE_BIN:-}
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v curl >/dev/null || need+=(curl)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+fi
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+cargo build --release --quiet
+LYNXIO=target/release/lynxio
+TICKS=$(getconf CLK_TCK)
+
+make_workdir lynxio-bench-flows
+start_nginx "$NGINX_PORT" "$LOAD_CORE"
+
+# measure NAME BIN FLAGS... : one wrk run through a fresh proxy; appends "rps cpu_us" to
+# $WORK/NAME.runs.
+measure() {
+    local name=$1 bin=$2
+    shift 2
+    rm -f "$WORK/capture.jsonl"
+    taskset -c "$PROXY_CORE" "$bin" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
+        --cpus "$PROXY_CORE" --driver uring "$@" >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
+    local pid=$! scraper=""
+    PIDS+=("$pid")
+    wait_port "$LYNXIO_PORT"
+    if [[ " $* " == *" --admin "* ]]; then
+        (while true; do
+            curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/metrics" || true
+            sleep 0.1
+        done) &
+        scraper=$!
+    fi
+    local before after out
+    before=$(cpu_ticks "$pid")
+    out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
+        wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+    after=$(cpu_ticks "$pid")
+    [ -n "$scraper" ] && kill "$scraper" 2>/dev/null && wait "$scraper" 2>/dev/null || true
+    echo "$out" >>"$WORK/wrk.log"
+    stop_pid "$pid"
+    python3 - "$out" "$before" "$after" "$TICKS" >>"$WORK/$name.runs" <<'PY'
+import re, sys
+out, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if bad or "Socket errors" in out:
+    print("warning: errors in this run", file=sys.stderr)
+cpu_us = (after - before) / ticks * 1e6 / max(total, 1)
+print(f"{rps:.0f} {cpu_us:.2f}")
+PY
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request)" >&2
+    if [ -f "$WORK/capture.jsonl" ]; then
+        echo "    capture: $(wc -l <"$WORK/capture.jsonl") events" >&2
+    fi
+}
+
+VARIANTS=()
+[ -n "$BASE_BIN" ] && VARIANTS+=("before flows")
+VARIANTS+=("no access log" "access log" "capture" "capture bodies" "admin scrape")
+run_variant() {
+    case "$1" in
+    "before flows") measure "$1" "$BASE_BIN" ;;
+    "no access log") measure "$1" "$LYNXIO" --log warn ;;
+    "access log") measure "$1" "$LYNXIO" ;;
+    "capture") measure "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" ;;
+    "capture bodies") measure "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" --capture-bodies 4096 ;;
+    "admin scrape") measure "$1" "$LYNXIO" --admin "127.0.0.1:$ADMIN_PORT" ;;
+    esac
+}
+
+echo "flows benchmark: DURATION=$DURATION, $CONNS connections, 100 B, REPS=$REPS" >&2
+echo "proxy (1 worker, io_uring) on core $PROXY_CORE; wrk -t1 and nginx on core $LOAD_CORE" >&2
+for rep in $(seq 1 "$REPS"); do
+    echo "repetition $rep" >&2
+    for v in "${VARIANTS[@]}"; do run_variant "$v"; done
+done
+
+printf '\n| variant | req/s | vs no access log | proxy CPU µs/request | vs no access log |\n'
+printf '|---|---:|---:|---:|---:|\n'
+python3 - "$WORK" "${VARIANTS[@]}" <<'PY'
+import sys, statistics
+work, names = sys.argv[1], sys.argv[2:]
+rows = {}
+for n in names:
+    runs = [tuple(map(float, l.split())) for l in open(f"{work}/{n}.runs")]
+    rows[n] = (statistics.mean(r[0] for r in runs), statistics.mean(r[1] for r in runs))
+base = rows["no access log"]
+for n in names:
+    rps, cpu = rows[n]
+    print(f"| {n} | {rps:.0f} | {rps / base[0]:.2f}x | {cpu:.2f} | {cpu / base[1]:.2f}x |")
+PY
