@@ -1,10 +1,12 @@
-//! The request pipeline for one exchange, top to bottom as static functions: check the request
-//! ([`route`]), get an upstream connection (pool, else resolve + dial), send the rewritten head,
+//! The forwarding pipeline for one routed exchange, top to bottom as static functions: get an
+//! upstream connection ([`upstream::get`]: pool, else resolve + dial), send the rewritten head,
 //! then stream the request body to the origin while the response head(s) come back — at the
 //! same time, so `Expect: 100-continue` and origins that answer before reading the whole body
-//! both work — and stream the response body to the client. Decides keep-alive on both sides and
-//! returns clean upstream connections to the pool. A reused pooled connection that turns out
-//! dead before any response byte is retried once on a fresh one when the request is replayable.
+//! both work — and stream the response body to the client, filling in the flow as it goes
+//! (`response_started` before the first response byte, bodies' byte counts, status, TTFB).
+//! Decides keep-alive on both sides and returns clean upstream connections to the pool. A
+//! reused pooled connection that turns out dead before any response byte (interim ones
+//! included) is retried once on a fresh one when the request is replayable.
 
 use std::cell::Cell;
 use std::future::Future;

@@ -1,9 +1,12 @@
 //! Orchestration: the only layer that knows the order of steps. [`run`] binds the listeners,
-//! starts one worker per core, prints `listening on …` once every worker accepts, and on
-//! SIGINT/SIGTERM asks the workers to drain and waits for them. Per connection,
-//! [`client`] reads request heads and [`forward`] runs each request through the static
-//! pipeline (route → upstream → send → receive), streaming bodies with [`body`]; CONNECT goes
-//! to [`connect`] (dial, `200`, sniff, then tunnel or the same HTTP pipeline).
+//! starts one worker per core (and the event hub and admin listener when asked), prints
+//! `listening on …` once every worker accepts, and on SIGINT/SIGTERM asks the workers to drain
+//! and waits for them. Per connection, [`client`] reads request heads, gives each a flow
+//! ([`ctx::flow`]) and runs it through the static pipeline: [`route`], then lynxio's own pages
+//! ([`local`]), [`forward`] (with [`upstream`] and [`body`]) or CONNECT ([`connect`]: dial,
+//! `200`, sniff, then a tunnel or the same HTTP pipeline); [`report`] feeds every finished flow
+//! to the access log, the counters and the event hub. The steps share their types through
+//! [`ctx`] and call down, never around.
 
 pub mod body;
 pub mod client;
