@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::http1::{DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, MAX_HEADERS_CAP};
 pub use crate::net::dns::ResolveOverride;
 pub use crate::net::runtime::DriverKind;
-use crate::observe::hub::CaptureTarget;
+use crate::observe::hub::{CaptureTarget, DEFAULT_QUEUE_CAPACITY};
 use crate::rules::{RuleError, RuleSet, RuleSpec};
 
 /// Default listen address.
@@ -49,6 +49,8 @@ pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 pub const DEFAULT_DNS_THREADS: usize = 2;
 /// Upper bound for `--capture-bodies` (bytes kept per body, per exchange in flight).
 pub const MAX_CAPTURE_BODIES: usize = 16 * 1024 * 1024;
+/// Upper bound for `--capture-queue` (events per worker).
+pub const MAX_CAPTURE_QUEUE: usize = 1024 * 1024;
 
 /// `lynxio` command line.
 #[derive(Debug, Parser)]
@@ -261,6 +263,10 @@ pub struct Settings {
     /// Also capture up to this many bytes of each request and response body.
     #[arg(long, value_name = "BYTES")]
     pub capture_bodies: Option<usize>,
+    /// Events each worker may queue for the capture/live writer before new ones are dropped
+    /// (and counted). Default 16384.
+    #[arg(long, value_name = "N")]
+    pub capture_queue: Option<usize>,
     /// Serve /healthz, /metrics (Prometheus) and /events (live flow events, SSE) on ADDR.
     #[arg(long, value_name = "ADDR")]
     pub admin: Option<SocketAddr>,
@@ -326,6 +332,8 @@ pub struct Config {
     pub capture: Option<CaptureTarget>,
     /// Body bytes kept per body in captured events (0: none).
     pub capture_bodies: usize,
+    /// Per-worker event queue length.
+    pub capture_queue: usize,
     /// Admin listener address and the token it requires.
     pub admin: Option<SocketAddr>,
     pub admin_token: Option<String>,
@@ -423,6 +431,7 @@ impl Settings {
             log_format: self.log_format.or(file.log_format),
             capture: self.capture.or(file.capture),
             capture_bodies: self.capture_bodies.or(file.capture_bodies),
+            capture_queue: self.capture_queue.or(file.capture_queue),
             admin: self.admin.or(file.admin),
             admin_token: self.admin_token.or(file.admin_token),
         }
@@ -530,6 +539,13 @@ impl Config {
                 "needs --capture or --admin (someone must read the events)",
             ));
         }
+        let capture_queue = s.capture_queue.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+        if !(1..=MAX_CAPTURE_QUEUE).contains(&capture_queue) {
+            return Err(invalid(
+                "capture_queue",
+                format!("{capture_queue} (must be 1..={MAX_CAPTURE_QUEUE})"),
+            ));
+        }
         let capture = s.capture.map(|p| {
             if p.as_os_str() == "-" {
                 CaptureTarget::Stdout
@@ -576,6 +592,7 @@ impl Config {
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             capture,
             capture_bodies,
+            capture_queue,
             admin: s.admin,
             admin_token: s.admin_token,
         })
@@ -706,6 +723,42 @@ mod tests {
         assert_eq!(flags.over(file).ca_dir, Some(PathBuf::from("/flag")));
         let cfg = Config::from_settings(Settings::default()).unwrap();
         assert_eq!(cfg.ca_dir, crate::mitm::ca::default_dir());
+    }
+
+    #[test]
+    fn observation_settings_are_checked() {
+        let bodies_alone = Settings {
+            capture_bodies: Some(10),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(bodies_alone).is_err());
+        let open_admin = Settings {
+            admin: Some("0.0.0.0:9000".parse().unwrap()),
+            ..Settings::default()
+        };
+        let err = Config::from_settings(open_admin).unwrap_err().to_string();
+        assert!(
+            err.contains("admin-token") || err.contains("admin_token") || err.contains("token")
+        );
+        let guarded = Settings {
+            admin: Some("0.0.0.0:9000".parse().unwrap()),
+            admin_token: Some("t".into()),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(guarded).is_ok());
+        let file: Settings =
+            toml::from_str("capture = \"-\"\ncapture_bodies = 64\nlog_format = \"json\"\n")
+                .unwrap();
+        let cfg = Config::from_settings(Settings::default().over(file)).unwrap();
+        assert_eq!(cfg.capture, Some(CaptureTarget::Stdout));
+        assert_eq!(cfg.capture_bodies, 64);
+        assert_eq!(cfg.log_format, LogFormat::Json);
+        let zero_queue = Settings {
+            capture: Some(PathBuf::from("x")),
+            capture_queue: Some(0),
+            ..Settings::default()
+        };
+        assert!(Config::from_settings(zero_queue).is_err());
     }
 
     #[test]

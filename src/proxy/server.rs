@@ -20,7 +20,7 @@ use crate::mitm::Interceptor;
 use crate::net::listener::bind_all;
 use crate::net::runtime::blocking_pool;
 use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
-use crate::observe::hub::{DEFAULT_QUEUE_CAPACITY, Hub, HubOptions};
+use crate::observe::hub::{Hub, HubOptions};
 use crate::observe::metrics::Registry;
 
 use super::worker::{self, WorkerInit};
@@ -86,7 +86,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
     let hub = if cfg.capture.is_some() || cfg.admin.is_some() {
         let opts = HubOptions {
             capture: cfg.capture.clone(),
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            queue_capacity: cfg.capture_queue,
         };
         Some(Hub::start(opts, &registry.workers).map_err(RunError::Capture)?)
     } else {
