@@ -1,12 +1,18 @@
 //! Per-worker counters. Each worker owns one [`WorkerMetrics`] and is its only writer, so a
 //! bump is a relaxed load and store (no locked instruction); the admin thread reads them all
 //! at scrape time and renders Prometheus text with one sample per worker (`worker` label), so
-//! an imbalance between workers is visible.
-//!
-//! SKELETON: rendering to be implemented (see the helper brief).
+//! an imbalance between workers is visible. Rendering goes through `prometheus-client` as a
+//! [`Collector`] that reads the atomics at scrape time, so the hot path never touches a
+//! `prometheus-client` object.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
 
 /// A monotonically increasing count with a single writer (its worker).
 #[derive(Debug, Default)]
@@ -241,4 +247,249 @@ impl Registry {
             workers: (0..workers).map(|_| Arc::default()).collect(),
         }
     }
+
+    /// Every metric in the OpenMetrics text format (ending with `# EOF`), one sample per
+    /// worker and label value, zeros included. Reads the counters as they are now; called by
+    /// the admin thread, never by a worker.
+    pub fn render(&self) -> String {
+        let mut families = prometheus_client::registry::Registry::default();
+        families.register_collector(Box::new(Scrape {
+            workers: self.workers.clone(),
+        }));
+        let mut out = String::with_capacity(RENDER_CAPACITY_PER_WORKER * self.workers.len().max(1));
+        // Writing to a String cannot fail and `Scrape` only fails when its writer does.
+        if prometheus_client::encoding::text::encode(&mut out, &families).is_err() {
+            tracing::warn!("rendering metrics failed");
+        }
+        out
+    }
 }
+
+/// Rough size of one worker's share of the rendered text, to size the buffer once.
+const RENDER_CAPACITY_PER_WORKER: usize = 4 * 1024;
+
+/// Status class label values, in [`WorkerMetrics::responses`] order.
+const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A plain per-worker counter (no label besides `worker`): name without `_total` (the encoder
+/// appends it), help, and where it lives.
+type PlainCounter = (&'static str, &'static str, fn(&WorkerMetrics) -> &Counter);
+
+const PLAIN_COUNTERS: [PlainCounter; 7] = [
+    (
+        "lynxio_upstream_pool_hits",
+        "Upstream requests sent on a pooled idle connection.",
+        |m| &m.pool_hits,
+    ),
+    (
+        "lynxio_upstream_pool_misses",
+        "Upstream requests that needed a new connection.",
+        |m| &m.pool_misses,
+    ),
+    (
+        "lynxio_dns_cache_hits",
+        "Host name lookups answered from the DNS cache.",
+        |m| &m.dns_hits,
+    ),
+    (
+        "lynxio_dns_cache_misses",
+        "Host name lookups that went to the resolver.",
+        |m| &m.dns_misses,
+    ),
+    (
+        "lynxio_leaf_cache_hits",
+        "Intercepted hosts served with a cached leaf certificate.",
+        |m| &m.leaf_hits,
+    ),
+    (
+        "lynxio_leaf_certificates_minted",
+        "Leaf certificates minted for intercepted hosts.",
+        |m| &m.leaf_mints,
+    ),
+    (
+        "lynxio_events_dropped",
+        "Flow events dropped because the capture/live queue was full.",
+        |m| &m.events_dropped,
+    ),
+];
+
+/// One scrape: reads every worker's atomics while encoding. Holds its own handles because a
+/// registered collector must be `'static`.
+#[derive(Debug)]
+struct Scrape {
+    workers: Vec<Arc<WorkerMetrics>>,
+}
+
+/// A value read from one of our atomics.
+#[derive(Clone, Copy)]
+enum Sample {
+    Counter(u64),
+    Gauge(i64),
+}
+
+impl Sample {
+    fn encode(self, metric: &mut MetricEncoder<'_>) -> fmt::Result {
+        match self {
+            Sample::Counter(v) => metric.encode_counter::<NoLabelSet, u64, u64>(&v, None),
+            Sample::Gauge(v) => metric.encode_gauge(&v),
+        }
+    }
+}
+
+/// Name, help, type and unit of one metric family.
+struct Family {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    unit: Option<Unit>,
+}
+
+impl Family {
+    const fn counter(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Counter,
+            unit: None,
+        }
+    }
+
+    const fn gauge(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            unit: None,
+        }
+    }
+
+    const fn bytes(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            help,
+            kind: MetricType::Counter,
+            unit: Some(Unit::Bytes),
+        }
+    }
+}
+
+impl Scrape {
+    /// Encodes `family` with one sample per worker (`worker` label only).
+    fn per_worker(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        family: &Family,
+        value: impl Fn(&WorkerMetrics) -> Sample,
+    ) -> fmt::Result {
+        let mut metric =
+            enc.encode_descriptor(family.name, family.help, family.unit.as_ref(), family.kind)?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            sample(&mut metric, &[("worker", index)], value(worker))?;
+        }
+        Ok(())
+    }
+
+    /// Encodes `family` with one sample per worker and value of the `key` label; `value` gets
+    /// the label's index in `values`.
+    fn per_worker_and(
+        &self,
+        enc: &mut DescriptorEncoder<'_>,
+        family: &Family,
+        key: &'static str,
+        values: &[&'static str],
+        value: impl Fn(&WorkerMetrics, usize) -> Sample,
+    ) -> fmt::Result {
+        let mut metric =
+            enc.encode_descriptor(family.name, family.help, family.unit.as_ref(), family.kind)?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            for (i, label) in values.iter().enumerate() {
+                let labels = ([("worker", index)], [(key, *label)]);
+                sample(&mut metric, &labels, value(worker, i))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn sample(
+    metric: &mut MetricEncoder<'_>,
+    labels: &impl EncodeLabelSet,
+    value: Sample,
+) -> fmt::Result {
+    value.encode(&mut metric.encode_family(labels)?)
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let counter = |c: &Counter| Sample::Counter(c.get());
+        let gauge = |g: &Gauge| Sample::Gauge(g.get());
+
+        self.per_worker_and(
+            &mut enc,
+            &Family::counter(
+                "lynxio_requests",
+                "Requests read from clients, by method (CONNECT included).",
+            ),
+            "method",
+            &MethodClass::ALL.map(MethodClass::label),
+            |m, i| counter(&m.requests[i]),
+        )?;
+        self.per_worker_and(
+            &mut enc,
+            &Family::counter(
+                "lynxio_responses",
+                "Final responses sent to clients, by status class.",
+            ),
+            "class",
+            &STATUS_CLASSES,
+            |m, i| counter(&m.responses[i]),
+        )?;
+        self.per_worker_and(
+            &mut enc,
+            &Family::counter(
+                "lynxio_errors",
+                "Exchanges answered with an error or ended by one, by kind.",
+            ),
+            "kind",
+            &ErrorKind::ALL.map(ErrorKind::label),
+            |m, i| counter(&m.errors[i]),
+        )?;
+        self.per_worker(
+            &mut enc,
+            &Family::bytes(
+                "lynxio_received_body",
+                "Body bytes received from clients (request bodies, tunnel bytes up).",
+            ),
+            |m| counter(&m.bytes_in),
+        )?;
+        self.per_worker(
+            &mut enc,
+            &Family::bytes(
+                "lynxio_sent_body",
+                "Body bytes sent to clients (response bodies, tunnel bytes down).",
+            ),
+            |m| counter(&m.bytes_out),
+        )?;
+        self.per_worker(
+            &mut enc,
+            &Family::gauge("lynxio_client_connections", "Client connections open now."),
+            |m| gauge(&m.client_connections),
+        )?;
+        self.per_worker_and(
+            &mut enc,
+            &Family::gauge("lynxio_tunnels_open", "Tunnels open now, by sniffed kind."),
+            "kind",
+            &TunnelKind::ALL.map(TunnelKind::label),
+            |m, i| gauge(&m.tunnels[i]),
+        )?;
+        for (name, help, field) in PLAIN_COUNTERS {
+            self.per_worker(&mut enc, &Family::counter(name, help), |m| {
+                counter(field(m))
+            })?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -213,12 +213,13 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             Err(_) => tracing::error!("worker panicked"),
         }
     }
-    // Everything the workers queued reaches the capture file before the process exits.
-    if let Some(hub) = &hub {
-        hub.shutdown();
-    }
+    // Live subscribers go first; then everything the workers queued reaches the capture
+    // file before the process exits.
     if let Some((admin, _)) = admin {
         admin.stop();
+    }
+    if let Some(hub) = &hub {
+        hub.shutdown();
     }
     tracing::info!("stopped");
     Ok(())
