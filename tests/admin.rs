@@ -27,9 +27,7 @@ fn samples(body: &str) -> Vec<(String, f64)> {
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
             let (series, value) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad line {l}"));
-            let value: f64 = value
-                .parse()
-                .unwrap_or_else(|_| panic!("bad value in {l}"));
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {l}"));
             (series.to_owned(), value)
         })
         .collect()
@@ -66,7 +64,9 @@ fn health_and_metrics(driver: &str) {
     let before = admin_get(admin, "/metrics", None);
     assert_eq!(before.status, 200);
     assert!(
-        before.header("content-type").is_some_and(|v| v.contains("text")),
+        before
+            .header("content-type")
+            .is_some_and(|v| v.contains("text")),
         "{:?}",
         before.headers
     );
@@ -86,8 +86,15 @@ fn health_and_metrics(driver: &str) {
     assert_eq!(sample(&after, get), 2.0, "{after}");
     assert_eq!(sample(&after, ok2xx), 2.0, "{after}");
     assert_eq!(sample(&after, sent), 10.0, "{after}");
-    assert_eq!(sample(&after, misses) + sample(&after, hits), 2.0, "{after}");
-    assert!(sample(&after, hits) >= 1.0, "the second GET reused the pooled connection: {after}");
+    assert_eq!(
+        sample(&after, misses) + sample(&after, hits),
+        2.0,
+        "{after}"
+    );
+    assert!(
+        sample(&after, hits) >= 1.0,
+        "the second GET reused the pooled connection: {after}"
+    );
 
     // A failure is counted by kind.
     let reply = send_raw(
@@ -152,7 +159,10 @@ fn live_events(driver: &str) {
         }
     }
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("text/event-stream"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("text/event-stream"),
+        "{head}"
+    );
 
     // Another host first: filtered out.
     let mut c = Reader::new(proxy.connect());
@@ -165,7 +175,11 @@ fn live_events(driver: &str) {
     get_through(&proxy, &origin, "/live");
     let url = origin.url("/live");
     let req = next_event(&mut lines, |v| v["ev"] == "request");
-    assert_eq!(req["url"], url.as_str(), "the lynxio.ca request was not filtered: {req}");
+    assert_eq!(
+        req["url"],
+        url.as_str(),
+        "the lynxio.ca request was not filtered: {req}"
+    );
     let id = req["id"].clone();
     let end = next_event(&mut lines, |v| v["ev"] == "end" && v["id"] == id);
     assert_eq!(end["status"], 200);
@@ -174,13 +188,17 @@ fn live_events(driver: &str) {
 
 /// With `--admin-token`, every admin request needs `Authorization: Bearer TOKEN`.
 fn token_enforced(driver: &str) {
-    let proxy = Proxy::start(driver, &["--admin", "127.0.0.1:0", "--admin-token", "s3cret"]);
+    let proxy = Proxy::start(
+        driver,
+        &["--admin", "127.0.0.1:0", "--admin-token", "s3cret"],
+    );
     let admin = proxy.admin.expect("admin address");
     for path in ["/metrics", "/healthz", "/events"] {
         let none = admin_get(admin, path, None);
         assert_eq!(none.status, 401, "{path} without a token");
         assert!(
-            none.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")),
+            none.header("www-authenticate")
+                .is_some_and(|v| v.starts_with("Bearer")),
             "{:?}",
             none.headers
         );

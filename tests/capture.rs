@@ -59,9 +59,8 @@ fn request_for<'a>(events: &'a [Value], url: &str) -> &'a Value {
 
 fn has_header(headers: &Value, name: &str, value: &str) -> bool {
     headers.as_array().is_some_and(|hs| {
-        hs.iter().any(|h| {
-            h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) && h[1] == value
-        })
+        hs.iter()
+            .any(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)) && h[1] == value)
     })
 }
 
@@ -114,7 +113,9 @@ fn capture_events(driver: &str) {
     let _ = Reader::new(t).read_to_close();
     // The tunnel's end is reported right after its relay ends.
     proxy
-        .wait_for_line(Duration::from_secs(5), |l| l.contains("lynxio::access: tunnel"))
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains("lynxio::access: tunnel")
+        })
         .expect("tunnel finished");
 
     let events = finish_capture(proxy, &path);
@@ -134,15 +135,25 @@ fn capture_events(driver: &str) {
     assert_eq!(r["method"], "POST");
     assert_eq!(r["version"], "HTTP/1.1");
     assert_eq!(r["client"], client.as_str());
-    assert!(r["listener"].as_str().is_some_and(|l| l.starts_with("127.0.0.1:")));
+    assert!(
+        r["listener"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("127.0.0.1:"))
+    );
     let ts = r["ts"].as_str().expect("ts");
-    assert!(ts.contains('T') && ts.ends_with('Z') && ts.len() == 24, "{ts}");
+    assert!(
+        ts.contains('T') && ts.ends_with('Z') && ts.len() == 24,
+        "{ts}"
+    );
     assert!(has_header(&r["headers"], "X-Test", "a"), "{r}");
     assert!(has_header(&r["headers"], "Content-Length", "11"), "{r}");
     let resp = event(&events, "response", id);
     assert_eq!(resp["status"], 200);
     assert_eq!(resp["from"], "origin");
-    assert!(has_header(&resp["headers"], "Content-Length", "5"), "{resp}");
+    assert!(
+        has_header(&resp["headers"], "Content-Length", "5"),
+        "{resp}"
+    );
     assert!(resp["ttfb_ms"].as_f64().is_some_and(|t| t >= 0.0), "{resp}");
     let end = event(&events, "end", id);
     assert_eq!(end["status"], 200);
@@ -152,7 +163,10 @@ fn capture_events(driver: &str) {
     assert!(end["duration_ms"].as_f64().is_some(), "{end}");
     assert_eq!(end["upstream"]["target"], origin.addr.to_string().as_str());
     assert_eq!(end["upstream"]["reused"], false);
-    assert!(end.get("request_body").is_none(), "bodies are not captured by default");
+    assert!(
+        end.get("request_body").is_none(),
+        "bodies are not captured by default"
+    );
 
     // GET on the same connection reused the pooled origin connection.
     let get_id = &request_for(&events, &get)["id"];
@@ -161,10 +175,18 @@ fn capture_events(driver: &str) {
     // Failed: answered by lynxio.
     let failed_id = &request_for(&events, bad_url)["id"];
     let resp = event(&events, "response", failed_id);
-    assert_eq!((resp["status"].clone(), resp["from"].clone()), (502.into(), "lynxio".into()));
+    assert_eq!(
+        (resp["status"].clone(), resp["from"].clone()),
+        (502.into(), "lynxio".into())
+    );
     let end = event(&events, "end", failed_id);
     assert_eq!(end["outcome"], "answered");
-    assert!(end["reason"].as_str().is_some_and(|r| r.contains("nonexistent.invalid")), "{end}");
+    assert!(
+        end["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("nonexistent.invalid")),
+        "{end}"
+    );
 
     // Unreadable head: an error event.
     let err = events
@@ -190,7 +212,8 @@ fn capture_events(driver: &str) {
 /// `--capture-bodies 8`: text kept as UTF-8 and truncated, binary as base64, chunked bodies
 /// decoded; the byte counts stay the full wire sizes.
 fn capture_bodies(driver: &str) {
-    let origin = Origin::http(|req| match req.target.as_str() {
+    let origin = Origin::http(|req| {
+        match req.target.as_str() {
         "/binary" => {
             let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n".to_vec();
             r.extend_from_slice(&[0xff, 0xfe, 0x00, 0x01]);
@@ -198,11 +221,17 @@ fn capture_bodies(driver: &str) {
         }
         _ => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
             .to_vec(),
+    }
     });
     let path = temp_file("bodies", driver);
     let proxy = Proxy::start(
         driver,
-        &["--capture", path.to_str().expect("utf-8"), "--capture-bodies", "8"],
+        &[
+            "--capture",
+            path.to_str().expect("utf-8"),
+            "--capture-bodies",
+            "8",
+        ],
     );
     let mut c = Reader::new(proxy.connect());
     let text = origin.url("/text");
@@ -214,7 +243,10 @@ fn capture_bodies(driver: &str) {
     assert_eq!(got.body_str(), "hello world");
     let binary = origin.url("/binary");
     let req = format!("GET {binary} HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr);
-    assert_eq!(roundtrip(&mut c, "GET", req.as_bytes()).body, [0xff, 0xfe, 0, 1]);
+    assert_eq!(
+        roundtrip(&mut c, "GET", req.as_bytes()).body,
+        [0xff, 0xfe, 0, 1]
+    );
     drop(c);
     let events = finish_capture(proxy, &path);
 
@@ -223,7 +255,10 @@ fn capture_bodies(driver: &str) {
     assert_eq!(end["request_body"]["data"], "01234567");
     assert_eq!(end["request_body"]["truncated"], true);
     assert_eq!(end["request_body_bytes"], 16);
-    assert_eq!(end["response_body"]["data"], "hello wo", "decoded from chunked: {end}");
+    assert_eq!(
+        end["response_body"]["data"], "hello wo",
+        "decoded from chunked: {end}"
+    );
     assert_eq!(end["response_body"]["truncated"], true);
     let wire = "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n".len();
     assert_eq!(end["response_body_bytes"], wire);
@@ -258,8 +293,6 @@ fn blocked_writer_drops_events(driver: &str) {
             "16",
             "--admin",
             "127.0.0.1:0",
-            "--log",
-            "info",
         ],
     );
     let mut c = Reader::new(proxy.connect());
@@ -282,7 +315,8 @@ fn blocked_writer_drops_events(driver: &str) {
     );
     let admin = proxy.admin.expect("admin address");
     let mut s = connect(admin);
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n").expect("write");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("write");
     let metrics = Reader::new(s).response("GET").expect("metrics").body_str();
     let dropped: f64 = metrics
         .lines()
@@ -294,7 +328,8 @@ fn blocked_writer_drops_events(driver: &str) {
     assert!(dropped > 100.0, "dropped {dropped} events");
     assert!(
         proxy
-            .wait_for_line(Duration::from_secs(5), |l| l.contains("WARN") && l.contains("dropp"))
+            .wait_for_line(Duration::from_secs(5), |l| l.contains("WARN")
+                && l.contains("dropp"))
             .is_some(),
         "no log line about dropped events:\n{}",
         proxy.log()
@@ -315,7 +350,12 @@ fn har_from_capture(driver: &str) {
     let path = temp_file("har", driver);
     let proxy = Proxy::start(
         driver,
-        &["--capture", path.to_str().expect("utf-8"), "--capture-bodies", "1024"],
+        &[
+            "--capture",
+            path.to_str().expect("utf-8"),
+            "--capture-bodies",
+            "1024",
+        ],
     );
     let mut c = Reader::new(proxy.connect());
     let url = origin.url("/page?a=1&b=two%20words");
@@ -345,7 +385,11 @@ fn har_from_capture(driver: &str) {
         .arg(&path)
         .output()
         .expect("run lynxio har");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     let bad_line = events.len() + 1;
     assert!(stderr.contains(&format!("line {bad_line}")), "{stderr}");
@@ -356,16 +400,32 @@ fn har_from_capture(driver: &str) {
     let first = &entries[0];
     assert_eq!(first["request"]["url"], url.as_str());
     assert_eq!(first["request"]["method"], "GET");
-    let qs = first["request"]["queryString"].as_array().expect("queryString");
-    assert!(qs.iter().any(|q| q["name"] == "b" && q["value"] == "two words"), "{qs:?}");
+    let qs = first["request"]["queryString"]
+        .as_array()
+        .expect("queryString");
+    assert!(
+        qs.iter()
+            .any(|q| q["name"] == "b" && q["value"] == "two words"),
+        "{qs:?}"
+    );
     let cookies = first["request"]["cookies"].as_array().expect("cookies");
-    assert!(cookies.iter().any(|k| k["name"] == "c" && k["value"] == "3"), "{cookies:?}");
+    assert!(
+        cookies
+            .iter()
+            .any(|k| k["name"] == "c" && k["value"] == "3"),
+        "{cookies:?}"
+    );
     assert_eq!(first["response"]["status"], 200);
     assert_eq!(first["response"]["content"]["size"], 5);
     assert_eq!(first["response"]["content"]["mimeType"], "text/plain");
     assert_eq!(first["response"]["content"]["text"], "hello");
-    let set = first["response"]["cookies"].as_array().expect("response cookies");
-    assert!(set.iter().any(|k| k["name"] == "s" && k["value"] == "1"), "{set:?}");
+    let set = first["response"]["cookies"]
+        .as_array()
+        .expect("response cookies");
+    assert!(
+        set.iter().any(|k| k["name"] == "s" && k["value"] == "1"),
+        "{set:?}"
+    );
     assert_eq!(entries[1]["request"]["postData"]["text"], "x=1&y=2");
     let _ = std::fs::remove_file(&path);
 }

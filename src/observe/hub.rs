@@ -36,6 +36,10 @@ use wildmatch::WildMatch;
 use super::event::Event;
 use super::metrics::WorkerMetrics;
 
+/// How long shutdown waits for the writer to write out what is queued.
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(10);
+/// How often shutdown checks whether the writer has finished.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(5);
 /// Events each worker may have queued for the writer thread before new ones are dropped.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 16 * 1024;
 
@@ -238,6 +242,19 @@ impl Hub {
         let Some(h) = handle.take() else { return };
         self.shared.stop.store(true, Ordering::Release);
         self.writer.unpark();
+        // A capture target that stopped accepting writes (a FIFO or pipe nobody reads) must
+        // not keep the process from exiting: wait a bounded time, then leave the thread.
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while !h.is_finished() {
+            if Instant::now() >= deadline {
+                tracing::error!(
+                    waited = ?SHUTDOWN_WAIT,
+                    "the capture target is not accepting writes; events still queued are lost"
+                );
+                return;
+            }
+            std::thread::sleep(SHUTDOWN_POLL);
+        }
         if h.join().is_err() {
             tracing::error!("the event writer thread panicked; queued events are lost");
         }

@@ -158,6 +158,8 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         "mixed io_uring/epoll"
     };
     let admin_addr = admin.as_ref().map(|(_, addr)| *addr);
+    // Healthy from the moment anyone can learn where we listen.
+    healthy.store(true, Ordering::Relaxed);
     {
         let mut stdout = std::io::stdout().lock();
         write!(
@@ -171,7 +173,6 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
         writeln!(stdout, ")")?;
         stdout.flush()?;
     }
-    healthy.store(true, Ordering::Relaxed);
     tracing::info!(%addrs, workers = cfg.workers, driver, admin = admin_addr.map(tracing::field::display), "accepting connections");
 
     // Serve until a signal.
