@@ -8,7 +8,10 @@ use clap::Parser;
 use mimalloc::MiMalloc;
 use tracing_subscriber::EnvFilter;
 
+use std::sync::Arc;
+
 use lynxio::config::{CaCommand, Cli, Command, Config, LogFormat};
+use lynxio::proxy::access::{LogOutput, LogSink};
 
 /// Log lines that may wait for the log writer thread; beyond, new lines are dropped (counted
 /// by the writer) rather than stalling a worker.
@@ -49,6 +52,13 @@ fn main() -> ExitCode {
         .buffered_lines_limit(LOG_QUEUE_LINES)
         .thread_name("lynxio-log")
         .finish(std::io::BufWriter::new(std::io::stderr()));
+    let access = {
+        let writer = writer.clone();
+        LogOutput {
+            format: cfg.log_format,
+            make_sink: Arc::new(move || Box::new(writer.clone()) as LogSink),
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -61,7 +71,7 @@ fn main() -> ExitCode {
             .with_span_list(false)
             .init(),
     }
-    match lynxio::proxy::run(cfg) {
+    match lynxio::proxy::run(cfg, access) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "lynxio stopped");

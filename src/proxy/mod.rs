@@ -8,6 +8,7 @@
 //! to the access log, the counters and the event hub. The steps share their types through
 //! [`ctx`] and call down, never around.
 
+pub mod access;
 pub mod body;
 pub mod client;
 pub mod connect;

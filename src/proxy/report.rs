@@ -16,11 +16,9 @@ use crate::observe::event::{
 };
 use crate::observe::metrics::{ErrorKind, MethodClass, TunnelKind};
 
+use super::access::{AccessLog, Level, Value};
 use super::ctx::Worker;
 use super::ctx::flow::{Flow, Outcome};
-
-/// The log target of access lines (`--log lynxio::access=off` silences them).
-pub const ACCESS_TARGET: &str = "lynxio::access";
 
 /// What a tunnel turned out to be, for its log line and events.
 #[derive(Debug, Clone)]
@@ -187,22 +185,32 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
         Outcome::Aborted { by, reason } => ("aborted", Some(by.as_str()), Some(reason.as_str())),
         Outcome::Pending => ("aborted", None, Some("ended without an outcome")),
     };
-    // No `status` field when no response head reached the client.
-    let status = flow.response.status;
-    let method = head.method_str();
     let (bytes_in, bytes_out) = (flow.request_body.bytes, flow.response.body.bytes);
-    let ms = ms(duration);
-    match (outcome, reason) {
-        ("completed", _) => tracing::info!(
-            target: ACCESS_TARGET,
-            id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
-            bytes_in, bytes_out, ms, %outcome, rule = flow.rule.as_deref(), "exchange"
-        ),
-        (_, reason) => tracing::warn!(
-            target: ACCESS_TARGET,
-            id = %flow.id, client = %flow.peer.client, %method, url = %flow.url, status,
-            bytes_in, bytes_out, ms, %outcome, by, reason, rule = flow.rule.as_deref(), "exchange"
-        ),
+    let level = if outcome == "completed" {
+        Level::Info
+    } else {
+        Level::Warn
+    };
+    if AccessLog::enabled(level) {
+        worker.access.line(
+            level,
+            "exchange",
+            &[
+                ("id", Some(Value::Id(flow.id))),
+                ("client", Some(Value::Addr(flow.peer.client))),
+                ("method", Some(Value::Str(head.method_str()))),
+                ("url", Some(Value::Str(&flow.url))),
+                // No `status` when no response head reached the client.
+                ("status", flow.response.status.map(|s| Value::Num(s.into()))),
+                ("bytes_in", Some(Value::Num(bytes_in))),
+                ("bytes_out", Some(Value::Num(bytes_out))),
+                ("ms", Some(Value::Float(ms(duration)))),
+                ("outcome", Some(Value::Str(outcome))),
+                ("by", by.map(Value::Str)),
+                ("reason", reason.map(Value::Text)),
+                ("rule", flow.rule.as_deref().map(Value::Text)),
+            ],
+        );
     }
     let Some(tap) = worker.events() else {
         return;
@@ -243,11 +251,23 @@ pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<
     if let Some(status) = status {
         worker.metrics.response(status);
     }
-    tracing::warn!(
-        target: ACCESS_TARGET,
-        id = %flow.id, client = %flow.peer.client, method = "-", url = "-",
-        status, ms = ms(flow.started.elapsed()), outcome = "answered", reason = %e, "exchange"
-    );
+    if AccessLog::enabled(Level::Warn) {
+        let reason = e.to_string();
+        worker.access.line(
+            Level::Warn,
+            "exchange",
+            &[
+                ("id", Some(Value::Id(flow.id))),
+                ("client", Some(Value::Addr(flow.peer.client))),
+                ("method", Some(Value::Str("-"))),
+                ("url", Some(Value::Str("-"))),
+                ("status", status.map(|s| Value::Num(s.into()))),
+                ("ms", Some(Value::Float(ms(flow.started.elapsed())))),
+                ("outcome", Some(Value::Str("answered"))),
+                ("reason", Some(Value::Text(&reason))),
+            ],
+        );
+    }
     failed(worker, flow, "request_head", status, e);
 }
 
@@ -301,13 +321,28 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
     m.bytes_in.add(ended.up);
     m.bytes_out.add(ended.down);
     let duration = flow.started.elapsed();
-    tracing::info!(
-        target: ACCESS_TARGET,
-        id = %flow.id, client = %flow.peer.client, method = "CONNECT", target = %tunnel.target,
-        sni = tunnel.sni.as_deref(), alpn = tunnel.alpn.as_deref(), kind = tunnel.kind.label(),
-        up = ended.up, down = ended.down, ms = ms(duration), end = ended.end,
-        rule = flow.rule.as_deref(), error = ended.error.map(tracing::field::display), "tunnel"
-    );
+    if AccessLog::enabled(Level::Info) {
+        let error = ended.error.map(|e| e.to_string());
+        worker.access.line(
+            Level::Info,
+            "tunnel",
+            &[
+                ("id", Some(Value::Id(flow.id))),
+                ("client", Some(Value::Addr(flow.peer.client))),
+                ("method", Some(Value::Str("CONNECT"))),
+                ("target", Some(Value::Str(&tunnel.target))),
+                ("sni", tunnel.sni.as_deref().map(Value::Text)),
+                ("alpn", tunnel.alpn.as_deref().map(Value::Text)),
+                ("kind", Some(Value::Str(tunnel.kind.label()))),
+                ("up", Some(Value::Num(ended.up))),
+                ("down", Some(Value::Num(ended.down))),
+                ("ms", Some(Value::Float(ms(duration)))),
+                ("end", Some(Value::Text(ended.end))),
+                ("rule", flow.rule.as_deref().map(Value::Text)),
+                ("error", error.as_deref().map(Value::Text)),
+            ],
+        );
+    }
     let Some(tap) = worker.events() else {
         return;
     };

@@ -23,6 +23,7 @@ use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
 use crate::observe::hub::{Hub, HubOptions};
 use crate::observe::metrics::Registry;
 
+use super::access::LogOutput;
 use super::worker::{self, WorkerInit};
 
 /// How long workers may take to build their runtimes and start accepting.
@@ -62,8 +63,9 @@ pub enum Event {
     Signal(i32),
 }
 
-/// Run the proxy until SIGINT/SIGTERM; returns after a graceful drain.
-pub fn run(cfg: Config) -> Result<(), RunError> {
+/// Run the proxy until SIGINT/SIGTERM; returns after a graceful drain. Access lines go to
+/// `log` (the same writer as the process's other log lines).
+pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
     let mitm = interceptor(&cfg)?;
     let cfg = Arc::new(cfg);
     let (tx, rx) = mpsc::channel::<Event>();
@@ -120,6 +122,7 @@ pub fn run(cfg: Config) -> Result<(), RunError> {
             mitm: mitm.clone(),
             metrics: registry.workers[index].clone(),
             hub: hub.clone(),
+            log: log.clone(),
             events: tx.clone(),
         };
         handles.push(spawn_worker(

@@ -20,6 +20,7 @@ use crate::net::{ActiveDriver, WorkerSeed};
 use crate::observe::hub::Hub;
 use crate::observe::metrics::WorkerMetrics;
 
+use super::access::{ACCESS_FLUSH_EVERY, LogOutput};
 use super::client;
 use super::ctx::{Peer, Worker};
 use super::server::Event;
@@ -35,6 +36,7 @@ pub struct WorkerInit {
     pub mitm: Option<Arc<Interceptor>>,
     pub metrics: Arc<WorkerMetrics>,
     pub hub: Option<Arc<Hub>>,
+    pub log: LogOutput,
     pub events: Sender<Event>,
 }
 
@@ -46,6 +48,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         mitm,
         metrics,
         hub,
+        log,
         events,
     } = init;
     let setup = || -> std::io::Result<(Vec<TcpListener>, UnixStream)> {
@@ -68,11 +71,12 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         }
     };
     let tap = hub.as_ref().map(|h| h.tap(index));
-    let worker = Rc::new(Worker::new(index, cfg, mitm, metrics, tap));
+    let worker = Rc::new(Worker::new(index, cfg, mitm, metrics, tap, &log));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
     let sweeper = monoio::spawn(sweep_pool(worker.clone()));
+    let flusher = monoio::spawn(flush_access_log(worker.clone()));
     // The accept loops are not spawned: when the stop socket fires, `select!` drops them and
     // with them the listeners, so the kernel stops handing this worker connections.
     let mut loops: Vec<_> = listeners
@@ -94,7 +98,18 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
     worker.shutting_down.set(true);
     drain(&worker).await;
     worker.pool.borrow_mut().clear();
+    worker.access.flush();
     drop(sweeper);
+    drop(flusher);
+}
+
+/// Hands the worker's buffered access lines to the log writer every so often, so lines show
+/// up promptly when traffic is light.
+async fn flush_access_log(worker: Rc<Worker>) {
+    loop {
+        monoio::time::sleep(ACCESS_FLUSH_EVERY).await;
+        worker.access.flush();
+    }
 }
 
 async fn drain(worker: &Worker) {

@@ -23,6 +23,7 @@ use crate::observe::hub::Tap;
 use crate::observe::metrics::WorkerMetrics;
 use crate::tunnel::{TunnelConfig, TunnelPools};
 
+use super::access::{AccessLog, LogOutput};
 use super::stream::{UpRead, UpWrite};
 
 pub use flow::Flow;
@@ -47,6 +48,8 @@ pub struct Worker {
     /// This worker's minted leaf certificates.
     pub leaves: RefCell<LeafCache>,
     pub metrics: Arc<WorkerMetrics>,
+    /// This worker's access-log lines, handed to the log writer in batches.
+    pub access: AccessLog,
     /// This worker's end of the event queue (capture file, live subscribers), if any.
     pub events: Option<Tap>,
     /// Set when shutdown starts: finish the current request, then close.
@@ -73,6 +76,7 @@ impl Worker {
         mitm: Option<Arc<Interceptor>>,
         metrics: Arc<WorkerMetrics>,
         events: Option<Tap>,
+        log: &LogOutput,
     ) -> Self {
         let tunnel_cfg = TunnelConfig {
             idle_timeout: cfg.timeouts.tunnel_idle,
@@ -87,6 +91,7 @@ impl Worker {
             mitm,
             leaves: RefCell::new(LeafCache::new()),
             metrics,
+            access: AccessLog::new(log),
             events,
             tunnel_cfg,
             cfg,
