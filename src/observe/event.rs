@@ -7,6 +7,8 @@
 //! Workers build events from their finished flow records (owned data, no references into the
 //! connection) and hand them to the hub; serialisation happens on the hub's writer thread.
 
+use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -27,6 +29,11 @@ impl Event {
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: every map key is a string.
         serde_json::to_string(&self.kind).unwrap_or_default()
+    }
+
+    /// Append the event as one JSON line (without the newline) to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        serde_json::to_writer(out, &self.kind)
     }
 
     /// The event's `ev` tag.
@@ -64,9 +71,9 @@ pub enum EventKind {
 pub struct Request {
     pub id: FlowId,
     pub ts: Timestamp,
-    pub client: String,
-    pub listener: String,
-    pub method: String,
+    pub client: SocketAddr,
+    pub listener: SocketAddr,
+    pub method: Cow<'static, str>,
     pub url: String,
     pub version: &'static str,
     pub headers: Fields,
@@ -124,7 +131,7 @@ pub struct UpstreamInfo {
 pub struct TunnelOpen {
     pub id: FlowId,
     pub ts: Timestamp,
-    pub client: String,
+    pub client: SocketAddr,
     pub target: String,
     pub sni: Option<String>,
     pub alpn: Option<String>,
@@ -156,7 +163,7 @@ pub struct TunnelClose {
 pub struct ErrorEvent {
     pub id: FlowId,
     pub ts: Timestamp,
-    pub client: String,
+    pub client: SocketAddr,
     /// Where it failed: `request_head`, `tls_handshake`, `certificate`.
     pub stage: &'static str,
     /// Status answered to the client, if any.

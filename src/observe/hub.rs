@@ -595,22 +595,34 @@ impl Writer {
     }
 
     fn dispatch(&mut self, ev: &Event) {
-        if self.capture.is_none() && self.subs.is_empty() {
-            return;
-        }
-        let json = ev.to_json();
-        if json.is_empty() {
-            return;
-        }
-        let full = self.capture.as_mut().is_some_and(|c| {
-            c.buf.extend_from_slice(json.as_bytes());
+        let wanted = self
+            .subs
+            .iter()
+            .any(|s| !s.link.is_gone() && s.wants(&ev.host));
+        // Serialised once: straight into the capture buffer when there is one, and the
+        // subscribers share that line.
+        let mut line: Option<Arc<str>> = None;
+        let mut full = false;
+        if let Some(c) = self.capture.as_mut() {
+            let start = c.buf.len();
+            if ev.write_json(&mut c.buf).is_err() {
+                c.buf.truncate(start);
+                return;
+            }
+            if wanted {
+                line = std::str::from_utf8(&c.buf[start..]).ok().map(Arc::from);
+            }
             c.buf.push(b'\n');
-            c.buf.len() >= FLUSH_BYTES
-        });
+            full = c.buf.len() >= FLUSH_BYTES;
+        } else if wanted {
+            line = Some(Arc::from(ev.to_json()));
+        }
         if full {
             self.flush();
         }
-        let mut line: Option<Arc<str>> = None;
+        let Some(line) = line else {
+            return;
+        };
         self.subs.retain(|s| {
             if s.link.is_gone() {
                 return false;
@@ -618,7 +630,7 @@ impl Writer {
             if !s.wants(&ev.host) {
                 return true;
             }
-            s.offer(line.get_or_insert_with(|| Arc::from(json.as_str())))
+            s.offer(&line)
         });
     }
 

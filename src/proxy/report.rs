@@ -113,9 +113,12 @@ pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str)
         kind: EventKind::Request(event::Request {
             id: flow.id,
             ts: Timestamp(flow.started_at),
-            client: flow.peer.client.to_string(),
-            listener: flow.peer.listener.to_string(),
-            method: head.method_str().to_owned(),
+            client: flow.peer.client,
+            listener: flow.peer.listener,
+            method: match head.method.as_static_str() {
+                Some(m) => m.into(),
+                None => head.method_str().to_owned().into(),
+            },
             url: flow.url.clone(),
             version: version_str(head.version),
             headers: fields_of(&head.headers),
@@ -285,7 +288,7 @@ pub fn failed(
             kind: EventKind::Error(ErrorEvent {
                 id: flow.id,
                 ts: Timestamp(SystemTime::now()),
-                client: flow.peer.client.to_string(),
+                client: flow.peer.client,
                 stage,
                 status,
                 message: e.to_string(),
@@ -305,7 +308,7 @@ pub fn tunnel_open(worker: &Worker, flow: &mut Flow, tunnel: &Tunnel) {
         kind: EventKind::TunnelOpen(event::TunnelOpen {
             id: flow.id,
             ts: Timestamp(flow.started_at),
-            client: flow.peer.client.to_string(),
+            client: flow.peer.client,
             target: tunnel.target.clone(),
             sni: tunnel.sni.clone(),
             alpn: tunnel.alpn.clone(),

@@ -43,8 +43,8 @@ fn event(worker: u32, seq: u64, host: &str, pad: usize) -> Event {
         kind: EventKind::Request(Request {
             id: FlowId { worker, seq },
             ts: Timestamp(SystemTime::now()),
-            client: "127.0.0.1:50000".into(),
-            listener: "127.0.0.1:8080".into(),
+            client: ([127, 0, 0, 1], 50000).into(),
+            listener: ([127, 0, 0, 1], 8080).into(),
             method: "GET".into(),
             url: format!("http://{host}/"),
             version: "HTTP/1.1",
