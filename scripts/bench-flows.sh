@@ -12,16 +12,19 @@
 # 2-core machines wrk and nginx share the second core and are often the ceiling, so the CPU
 # per request is the figure to read.
 #
-# Usage: scripts/bench-flows.sh      (DURATION=10s CONNS=64 REPS=2 BASE_BIN=path to tune)
+# The table shows each variant's median over the repetitions (this shared VM is noisy: run
+# more repetitions rather than longer ones).
+#
+# Usage: scripts/bench-flows.sh      (DURATION=6s CONNS=64 REPS=5 BASE_BIN=path to tune)
 # Installs wrk and nginx from Debian when they are missing (needs root and apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-6s}
 CONNS=${CONNS:-64}
-REPS=${REPS:-2}
+REPS=${REPS:-5}
 PROXY_CORE=${PROXY_CORE:-0}
 LOAD_CORE=${LOAD_CORE:-1}
 NGINX_PORT=${NGINX_PORT:-18490}
@@ -119,7 +122,7 @@ work, names = sys.argv[1], sys.argv[2:]
 rows = {}
 for n in names:
     runs = [tuple(map(float, l.split())) for l in open(f"{work}/{n}.runs")]
-    rows[n] = (statistics.mean(r[0] for r in runs), statistics.mean(r[1] for r in runs))
+    rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
 base = rows["no access log"]
 for n in names:
     rps, cpu = rows[n]

@@ -7,8 +7,7 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::Shutdown;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -68,12 +67,7 @@ fn has_header(headers: &Value, name: &str, value: &str) -> bool {
 /// unreadable request head and an opaque tunnel.
 fn capture_events(driver: &str) {
     let origin = Origin::http(|_| ok(b"hello"));
-    let echo = Origin::start(|mut s| {
-        let mut buf = [0u8; 64];
-        if let Ok(n) = s.read(&mut buf) {
-            let _ = s.write_all(&buf[..n]);
-        }
-    });
+    let echo = echo_once_origin();
     let path = temp_file("events", driver);
     let proxy = Proxy::start(driver, &["--capture", path.to_str().expect("utf-8")]);
 
@@ -100,17 +94,8 @@ fn capture_events(driver: &str) {
     let garbage = send_raw(proxy.addr, b"GARBAGE\r\n\r\n", Duration::from_secs(5));
     assert_eq!(status_of(&garbage.raw), 400);
 
-    let mut t = proxy.connect();
     let target = echo.addr.to_string();
-    t.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .expect("write");
-    let mut est = [0u8; 39];
-    t.read_exact(&mut est).expect("200");
-    t.write_all(b"\x00ping").expect("write");
-    let mut back = [0u8; 5];
-    t.read_exact(&mut back).expect("echo");
-    t.shutdown(Shutdown::Write).expect("shutdown");
-    let _ = Reader::new(t).read_to_close();
+    ping_through_tunnel(&proxy, &target);
     // The tunnel's end is reported right after its relay ends.
     proxy
         .wait_for_line(Duration::from_secs(5), |l| {

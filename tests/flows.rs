@@ -151,23 +151,9 @@ fn access_lines(driver: &str) {
     assert_ne!(field(&line, "id"), Some(first_id.clone()));
 
     // A tunnel: one line with its target, kind and bytes.
-    let echo = Origin::start(|mut s| {
-        let mut buf = [0u8; 64];
-        if let Ok(n) = s.read(&mut buf) {
-            let _ = s.write_all(&buf[..n]);
-        }
-    });
-    let mut t = proxy.connect();
+    let echo = echo_once_origin();
     let target = echo.addr.to_string();
-    t.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
-        .expect("write");
-    let mut est = [0u8; 39];
-    t.read_exact(&mut est).expect("200");
-    t.write_all(b"\x00ping").expect("write");
-    let mut back = [0u8; 5];
-    t.read_exact(&mut back).expect("echo");
-    t.shutdown(Shutdown::Write).expect("shutdown");
-    let _ = Reader::new(t).read_to_close();
+    ping_through_tunnel(&proxy, &target);
     let line = proxy
         .wait_for_line(LOG_WAIT, |l| {
             l.contains("lynxio::access: tunnel") && field(l, "target").as_deref() == Some(&target)

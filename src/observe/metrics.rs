@@ -119,10 +119,12 @@ pub enum ErrorKind {
     BadResponse,
     UpstreamIo,
     ClientIo,
+    /// A client's TLS handshake with an intercepting lynxio failed.
+    ClientTls,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 15] = [
         ErrorKind::BadRequest,
         ErrorKind::NotProxyRequest,
         ErrorKind::Refused,
@@ -137,6 +139,7 @@ impl ErrorKind {
         ErrorKind::BadResponse,
         ErrorKind::UpstreamIo,
         ErrorKind::ClientIo,
+        ErrorKind::ClientTls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -155,6 +158,7 @@ impl ErrorKind {
             ErrorKind::BadResponse => "bad_response",
             ErrorKind::UpstreamIo => "upstream_io",
             ErrorKind::ClientIo => "client_io",
+            ErrorKind::ClientTls => "client_tls",
         }
     }
 }

@@ -208,7 +208,15 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
         );
         let head = match read_head(worker, client).await {
             Ok(Next::Request(head)) => head,
-            Ok(Next::Done) => return Served::Closed,
+            Ok(Next::Done) => {
+                // Bytes of a request, then EOF: the client gave up on it.
+                let error = ProxyError::ClientIo(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "client closed before the request head was complete",
+                ));
+                report::head_failed(worker, &flow, &error, None);
+                return Served::Closed;
+            }
             Err(error) => {
                 let status = error.status();
                 report::head_failed(worker, &flow, &error, status);
@@ -244,7 +252,12 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     if head.method == Method::Connect {
         report::request(worker, flow, head, connect_host(head.target()));
         return match connect::open(worker, client, head, ctx).await {
-            Ok((origin, target)) => After::Tunnel(origin, target),
+            Ok((origin, target)) => {
+                flow.response.status = Some(200);
+                flow.response_started.set(true);
+                worker.metrics.response(200);
+                After::Tunnel(origin, target)
+            }
             Err(error) => {
                 fail(worker, client, head, flow, &error, 0).await;
                 After::Close

@@ -340,7 +340,7 @@ async fn intercept(
     let name = hello.sni.clone().unwrap_or_else(|| target.host.clone());
     report::tunnel_open(worker, flow, tunnel);
     let give_up = |stage: &'static str, error: &dyn std::fmt::Display| {
-        report::failed(worker, flow, stage, None, error);
+        report::intercept_failed(worker, flow, stage, error);
         let ended = TunnelEnded {
             up: 0,
             down: 0,

@@ -248,7 +248,7 @@ pub fn error(worker: &Worker, e: &ProxyError) {
 }
 
 /// A client's bytes were not a request lynxio could read (no request head): answered with
-/// `status` if any. One access line and an `error` event.
+/// `status` if any (else the client went away mid-head). One access line and an `error` event.
 pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<u16>) {
     error(worker, e);
     if let Some(status) = status {
@@ -266,7 +266,15 @@ pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<
                 ("url", Some(Value::Str("-"))),
                 ("status", status.map(|s| Value::Num(s.into()))),
                 ("ms", Some(Value::Float(ms(flow.started.elapsed())))),
-                ("outcome", Some(Value::Str("answered"))),
+                (
+                    "outcome",
+                    Some(Value::Str(if status.is_some() {
+                        "answered"
+                    } else {
+                        "aborted"
+                    })),
+                ),
+                ("by", status.is_none().then_some(Value::Str("client"))),
                 ("reason", Some(Value::Text(&reason))),
             ],
         );
@@ -295,6 +303,16 @@ pub fn failed(
             }),
         });
     }
+}
+
+/// A client's TLS handshake with lynxio (intercepting) failed, or no certificate could be
+/// made for it: counted, and an `error` event for readers.
+pub fn intercept_failed(worker: &Worker, flow: &Flow, stage: &'static str, e: &dyn fmt::Display) {
+    worker.metrics.error(match stage {
+        "certificate" => ErrorKind::Certificate,
+        _ => ErrorKind::ClientTls,
+    });
+    failed(worker, flow, stage, None, e);
 }
 
 /// A tunnel was established and sniffed.

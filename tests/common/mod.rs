@@ -900,3 +900,30 @@ pub fn full_backlog_listener() -> Option<(SocketAddr, socket2::Socket, Vec<TcpSt
     }
     None
 }
+
+/// An origin that echoes the first read of each connection back, then closes.
+pub fn echo_once_origin() -> Origin {
+    Origin::start(|mut s| {
+        let mut buf = [0u8; 64];
+        if let Ok(n) = s.read(&mut buf) {
+            let _ = s.write_all(&buf[..n]);
+        }
+    })
+}
+
+/// An opaque tunnel through `proxy` to `target` (an [`echo_once_origin`]): CONNECT, `200`,
+/// 5 bytes up (not TLS, not HTTP), the same 5 back, then the client half-closes and reads to
+/// the end.
+pub fn ping_through_tunnel(proxy: &Proxy, target: &str) {
+    let mut t = proxy.connect();
+    t.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .expect("write CONNECT");
+    let mut est = [0u8; 39];
+    t.read_exact(&mut est).expect("200 Connection established");
+    t.write_all(b"\x00ping").expect("write");
+    let mut back = [0u8; 5];
+    t.read_exact(&mut back).expect("echo");
+    assert_eq!(&back, b"\x00ping");
+    t.shutdown(Shutdown::Write).expect("shutdown");
+    let _ = Reader::new(t).read_to_close();
+}
