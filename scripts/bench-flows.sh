@@ -13,9 +13,12 @@
 # per request is the figure to read.
 #
 # The table shows each variant's median over the repetitions (this shared VM is noisy: run
-# more repetitions rather than longer ones).
+# more repetitions rather than longer ones). INSTRUCTIONS=1 adds a second, repeatable table:
+# instructions per request counted by valgrind's callgrind (all threads; epoll driver, since
+# valgrind does not model io_uring's shared rings; startup and shutdown subtracted with a run
+# that serves no request), which does not move with the machine's load.
 #
-# Usage: scripts/bench-flows.sh      (DURATION=6s CONNS=64 REPS=5 BASE_BIN=path to tune)
+# Usage: scripts/bench-flows.sh      (DURATION=6s CONNS=64 REPS=5 BASE_BIN=path INSTRUCTIONS=1)
 # Installs wrk and nginx from Debian when they are missing (needs root and apt-get).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,7 @@ need=()
 command -v wrk >/dev/null || need+=(wrk)
 command -v curl >/dev/null || need+=(curl)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ -n "${INSTRUCTIONS:-}" ]; then command -v valgrind >/dev/null || need+=(valgrind); fi
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}" >&2
     apt-get update -qq >&2
@@ -128,3 +132,56 @@ for n in names:
     rps, cpu = rows[n]
     print(f"| {n} | {rps:.0f} | {rps / base[0]:.2f}x | {cpu:.2f} | {cpu / base[1]:.2f}x |")
 PY
+
+[ -n "${INSTRUCTIONS:-}" ] || exit 0
+
+# instructions NAME REQUESTS_DURATION BIN FLAGS... : total instructions of one proxy run under
+# callgrind that serves wrk for REQUESTS_DURATION (or nothing, for 0); prints "instructions
+# requests".
+instructions() {
+    local name=$1 dur=$2 bin=$3
+    shift 3
+    rm -f "$WORK/capture.jsonl" "$WORK"/cg.*
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$bin" \
+        --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 --driver epoll "$@" \
+        >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
+    local pid=$! total=0
+    PIDS+=("$pid")
+    for _ in $(seq 1 300); do
+        grep -q "listening on" "$WORK/lynxio.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    if [ "$dur" != 0 ]; then
+        local out
+        out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
+            wrk -t1 -c8 -d"$dur" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+        total=$(echo "$out" | awk '/requests in/ {print $1}')
+    fi
+    stop_pid "$pid"
+    sleep 0.5
+    local ir
+    ir=$(awk '/^summary:/ {s += $2} END {print s + 0}' "$WORK"/cg.*)
+    echo "$ir $total"
+}
+
+echo "instructions per request (callgrind)" >&2
+read -r IDLE_IR _ <<<"$(instructions idle 0 "$LYNXIO" --log warn)"
+printf '\n| variant | instructions/request | vs no access log |\n|---|---:|---:|\n'
+declare -A IPR
+for v in "${VARIANTS[@]}"; do
+    case "$v" in
+    "before flows") flags=(); bin=$BASE_BIN ;;
+    "no access log") flags=(--log warn); bin=$LYNXIO ;;
+    "access log") flags=(); bin=$LYNXIO ;;
+    "capture") flags=(--capture "$WORK/capture.jsonl"); bin=$LYNXIO ;;
+    "capture bodies") flags=(--capture "$WORK/capture.jsonl" --capture-bodies 4096); bin=$LYNXIO ;;
+    "admin scrape") continue ;;
+    esac
+    read -r ir n <<<"$(instructions "$v" 10s "$bin" "${flags[@]}")"
+    IPR[$v]=$(python3 -c "print(round(($ir - $IDLE_IR) / max($n, 1)))")
+    echo "  $v: ${IPR[$v]} instructions/request over $n requests" >&2
+done
+for v in "${VARIANTS[@]}"; do
+    [ -n "${IPR[$v]:-}" ] || continue
+    printf '| %s | %s | %s |\n' "$v" "${IPR[$v]}" "$(ratio "${IPR[$v]}" "${IPR["no access log"]}")"
+done

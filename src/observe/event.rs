@@ -71,7 +71,9 @@ pub enum EventKind {
 pub struct Request {
     pub id: FlowId,
     pub ts: Timestamp,
+    #[serde(serialize_with = "addr")]
     pub client: SocketAddr,
+    #[serde(serialize_with = "addr")]
     pub listener: SocketAddr,
     pub method: Cow<'static, str>,
     pub url: String,
@@ -131,6 +133,7 @@ pub struct UpstreamInfo {
 pub struct TunnelOpen {
     pub id: FlowId,
     pub ts: Timestamp,
+    #[serde(serialize_with = "addr")]
     pub client: SocketAddr,
     pub target: String,
     pub sni: Option<String>,
@@ -163,6 +166,7 @@ pub struct TunnelClose {
 pub struct ErrorEvent {
     pub id: FlowId,
     pub ts: Timestamp,
+    #[serde(serialize_with = "addr")]
     pub client: SocketAddr,
     /// Where it failed: `request_head`, `tls_handshake`, `certificate`.
     pub stage: &'static str,
@@ -187,8 +191,51 @@ impl std::fmt::Display for FlowId {
 
 impl Serialize for FlowId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        // Three ids per exchange: formatted by hand rather than through `core::fmt`.
+        let mut out = [0u8; 40];
+        let mut n = 0;
+        for &b in itoa::Buffer::new().format(self.worker).as_bytes() {
+            out[n] = b;
+            n += 1;
+        }
+        out[n] = b'-';
+        n += 1;
+        let digits = ((64 - self.seq.leading_zeros()).max(1)).div_ceil(4) as usize;
+        for i in (0..digits).rev() {
+            let nibble = ((self.seq >> (i * 4)) & 0xf) as u8;
+            out[n] = b"0123456789abcdef"[nibble as usize];
+            n += 1;
+        }
+        s.serialize_str(std::str::from_utf8(&out[..n]).unwrap_or_default())
     }
+}
+
+/// A socket address as `a.b.c.d:port` / `[v6]:port`, IPv4 formatted by hand (two per
+/// exchange).
+fn addr<S: Serializer>(a: &SocketAddr, s: S) -> Result<S::Ok, S::Error> {
+    let SocketAddr::V4(v4) = a else {
+        return s.collect_str(a);
+    };
+    let mut out = [0u8; 21];
+    let mut n = 0;
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in v4.ip().octets().iter().enumerate() {
+        if i > 0 {
+            out[n] = b'.';
+            n += 1;
+        }
+        for &b in digits.format(*octet).as_bytes() {
+            out[n] = b;
+            n += 1;
+        }
+    }
+    out[n] = b':';
+    n += 1;
+    for &b in digits.format(v4.port()).as_bytes() {
+        out[n] = b;
+        n += 1;
+    }
+    s.serialize_str(std::str::from_utf8(&out[..n]).unwrap_or_default())
 }
 
 /// Wall-clock time, serialised as RFC 3339 UTC with milliseconds.
@@ -256,12 +303,18 @@ impl Serialize for Fields {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.len()))?;
         for (name, value) in self.iter() {
-            seq.serialize_element(&[
-                String::from_utf8_lossy(name),
-                String::from_utf8_lossy(value),
-            ])?;
+            seq.serialize_element(&[lossy(name), lossy(value)])?;
         }
         seq.end()
+    }
+}
+
+/// `bytes` as text, with U+FFFD for bytes that are not UTF-8 (the valid case checked first: it
+/// is by far the common one, and the faster check).
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => Cow::Borrowed(s),
+        Err(_) => String::from_utf8_lossy(bytes),
     }
 }
 
@@ -386,6 +439,15 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["ev"], "end");
         assert_eq!(v["id"], "0-1f");
+        for (seq, want) in [
+            (0, "\"3-0\""),
+            (0xabc, "\"3-abc\""),
+            (u64::MAX, "\"3-ffffffffffffffff\""),
+        ] {
+            let id = FlowId { worker: 3, seq };
+            assert_eq!(serde_json::to_string(&id).unwrap(), want);
+            assert_eq!(format!("\"{id}\""), want);
+        }
         assert_eq!(v["duration_ms"], 3.4);
         assert_eq!(v["outcome"], "completed");
         assert_eq!(ev.name(), "end");

@@ -7,7 +7,7 @@
 //! (formatting, a channel send and a writer wake-up per line); batched, it is a few hundred
 //! nanoseconds.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -48,7 +48,8 @@ pub enum Value<'a> {
     /// Written quoted (Debug-escaped) in text, as a JSON string: free text with spaces.
     Text(&'a str),
     Num(u64),
-    Float(f64),
+    /// A duration in milliseconds with three decimals (microseconds).
+    Millis(Duration),
     /// A value written with `Display`, bare in text, a JSON string.
     Addr(SocketAddr),
     Id(FlowId),
@@ -59,6 +60,9 @@ pub struct AccessLog {
     format: LogFormat,
     sink: RefCell<LogSink>,
     buf: RefCell<String>,
+    /// The `YYYY-MM-DDTHH:MM:SS` of the last line's second, so most lines format only the
+    /// microseconds.
+    clock: Cell<(u64, [u8; 19])>,
 }
 
 impl AccessLog {
@@ -67,6 +71,7 @@ impl AccessLog {
             format: out.format,
             sink: RefCell::new((out.make_sink)()),
             buf: RefCell::new(String::with_capacity(ACCESS_BATCH_BYTES + 1024)),
+            clock: Cell::new((u64::MAX, [b'0'; 19])),
         }
     }
 
@@ -81,15 +86,43 @@ impl AccessLog {
     /// Append one line: `message` and the fields (a `None` value is left out).
     pub fn line(&self, level: Level, message: &str, fields: &[(&str, Option<Value<'_>>)]) {
         let mut buf = self.buf.borrow_mut();
-        let now = SystemTime::now();
+        let ts = self.timestamp(SystemTime::now());
+        let ts = std::str::from_utf8(&ts).unwrap_or("1970-01-01T00:00:00.000000Z");
         // Writing into a String cannot fail.
         let _ = match self.format {
-            LogFormat::Text => text_line(&mut buf, now, level, message, fields),
-            LogFormat::Json => json_line(&mut buf, now, level, message, fields),
+            LogFormat::Text => text_line(&mut buf, ts, level, message, fields),
+            LogFormat::Json => json_line(&mut buf, ts, level, message, fields),
         };
         if buf.len() >= ACCESS_BATCH_BYTES {
             self.flush_locked(&mut buf);
         }
+    }
+
+    /// `now` as RFC 3339 UTC with microseconds, like the rest of the log.
+    fn timestamp(&self, now: SystemTime) -> [u8; 27] {
+        let since = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let (secs, micros) = (since.as_secs(), since.subsec_micros());
+        let (cached, mut prefix) = self.clock.get();
+        if cached != secs {
+            let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let text = humantime::format_rfc3339_seconds(whole).to_string();
+            if let Some(p) = text.as_bytes().get(..19) {
+                prefix.copy_from_slice(p);
+            }
+            self.clock.set((secs, prefix));
+        }
+        let mut ts = [0u8; 27];
+        ts[..19].copy_from_slice(&prefix);
+        ts[19] = b'.';
+        let mut m = micros;
+        for i in (20..26).rev() {
+            ts[i] = b'0' + (m % 10) as u8;
+            m /= 10;
+        }
+        ts[26] = b'Z';
+        ts
     }
 
     /// Hand the buffered lines to the log writer.
@@ -116,37 +149,31 @@ impl Drop for AccessLog {
     }
 }
 
-fn level_str(level: Level) -> &'static str {
-    match level {
-        Level::Info => "INFO",
-        Level::Warn => "WARN",
-    }
-}
-
 /// `TIMESTAMP  LEVEL lynxio::access: MESSAGE key=value …`, like the text log's other lines.
 fn text_line(
     buf: &mut String,
-    now: SystemTime,
+    ts: &str,
     level: Level,
     message: &str,
     fields: &[(&str, Option<Value<'_>>)],
 ) -> std::fmt::Result {
-    write!(
-        buf,
-        "{} {:>5} {ACCESS_TARGET}: {message}",
-        humantime::format_rfc3339_micros(now),
-        level_str(level)
-    )?;
+    buf.push_str(ts);
+    buf.push_str(match level {
+        Level::Info => "  INFO ",
+        Level::Warn => "  WARN ",
+    });
+    buf.push_str(ACCESS_TARGET);
+    buf.push_str(": ");
+    buf.push_str(message);
     for (key, value) in fields {
         let Some(value) = value else { continue };
-        write!(buf, " {key}=")?;
+        buf.push(' ');
+        buf.push_str(key);
+        buf.push('=');
         match value {
             Value::Str(s) => buf.push_str(s),
             Value::Text(s) => write!(buf, "{s:?}")?,
-            Value::Num(n) => write!(buf, "{n}")?,
-            Value::Float(f) => write!(buf, "{f}")?,
-            Value::Addr(a) => write!(buf, "{a}")?,
-            Value::Id(id) => write!(buf, "{id}")?,
+            other => bare(buf, other),
         }
     }
     buf.push('\n');
@@ -156,17 +183,17 @@ fn text_line(
 /// One JSON object, with the keys the JSON log's other lines use.
 fn json_line(
     buf: &mut String,
-    now: SystemTime,
+    ts: &str,
     level: Level,
     message: &str,
     fields: &[(&str, Option<Value<'_>>)],
 ) -> std::fmt::Result {
-    write!(
-        buf,
-        "{{\"timestamp\":\"{}\",\"level\":\"{}\",\"message\":",
-        humantime::format_rfc3339_micros(now),
-        level_str(level)
-    )?;
+    buf.push_str("{\"timestamp\":\"");
+    buf.push_str(ts);
+    buf.push_str(match level {
+        Level::Info => "\",\"level\":\"INFO\",\"message\":",
+        Level::Warn => "\",\"level\":\"WARN\",\"message\":",
+    });
     json_str(buf, message);
     for (key, value) in fields {
         let Some(value) = value else { continue };
@@ -175,16 +202,55 @@ fn json_line(
         buf.push(':');
         match value {
             Value::Str(s) | Value::Text(s) => json_str(buf, s),
-            Value::Num(n) => write!(buf, "{n}")?,
-            Value::Float(f) if f.is_finite() => write!(buf, "{f}")?,
-            Value::Float(_) => buf.push_str("null"),
-            Value::Addr(a) => write!(buf, "\"{a}\"")?,
-            Value::Id(id) => write!(buf, "\"{id}\"")?,
+            Value::Num(_) | Value::Millis(_) => bare(buf, value),
+            Value::Addr(_) | Value::Id(_) => {
+                buf.push('"');
+                bare(buf, value);
+                buf.push('"');
+            }
         }
     }
-    write!(buf, ",\"target\":\"{ACCESS_TARGET}\"}}")?;
-    buf.push('\n');
+    buf.push_str(",\"target\":\"");
+    buf.push_str(ACCESS_TARGET);
+    buf.push_str("\"}\n");
     Ok(())
+}
+
+/// A number, duration, address or id, without going through `core::fmt` for the common
+/// cases (this runs once per request).
+fn bare(buf: &mut String, value: &Value<'_>) {
+    let mut digits = itoa::Buffer::new();
+    match value {
+        Value::Str(s) | Value::Text(s) => buf.push_str(s),
+        Value::Num(n) => buf.push_str(digits.format(*n)),
+        Value::Millis(d) => {
+            let micros = d.as_micros();
+            buf.push_str(digits.format(micros / 1000));
+            buf.push('.');
+            let frac = (micros % 1000) as u16;
+            buf.push(char::from(b'0' + (frac / 100) as u8));
+            buf.push(char::from(b'0' + (frac / 10 % 10) as u8));
+            buf.push(char::from(b'0' + (frac % 10) as u8));
+        }
+        Value::Addr(SocketAddr::V4(a)) => {
+            for (i, octet) in a.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    buf.push('.');
+                }
+                buf.push_str(digits.format(*octet));
+            }
+            buf.push(':');
+            buf.push_str(digits.format(a.port()));
+        }
+        Value::Addr(a) => {
+            let _ = write!(buf, "{a}");
+        }
+        Value::Id(id) => {
+            buf.push_str(digits.format(id.worker));
+            buf.push('-');
+            let _ = write!(buf, "{:x}", id.seq);
+        }
+    }
 }
 
 /// `s` as a JSON string literal.
@@ -215,7 +281,7 @@ mod tests {
             ("id", Some(Value::Id(FlowId { worker: 1, seq: 31 }))),
             ("url", Some(Value::Str("http://a.test/\"x\""))),
             ("status", Some(Value::Num(200))),
-            ("ms", Some(Value::Float(1.25))),
+            ("ms", Some(Value::Millis(Duration::from_micros(1250)))),
             ("rule", None),
             ("reason", Some(Value::Text("cannot \"resolve\"\n"))),
         ]
@@ -223,14 +289,26 @@ mod tests {
 
     #[test]
     fn text_lines() {
+        let log = AccessLog {
+            format: LogFormat::Text,
+            sink: RefCell::new(Box::new(std::io::sink())),
+            buf: RefCell::new(String::new()),
+            clock: Cell::new((u64::MAX, [b'0'; 19])),
+        };
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(86_401_000_042);
+        let ts = log.timestamp(t);
+        assert_eq!(&ts[..], b"1970-01-02T00:00:01.000042Z");
         let mut buf = String::new();
-        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_000);
-        text_line(&mut buf, t, Level::Warn, "exchange", &fields()).unwrap();
+        text_line(&mut buf, "TS", Level::Warn, "exchange", &fields()).unwrap();
         assert_eq!(
             buf,
-            "1970-01-01T00:00:01.500000Z  WARN lynxio::access: exchange id=1-1f \
-             url=http://a.test/\"x\" status=200 ms=1.25 reason=\"cannot \\\"resolve\\\"\\n\"\n"
+            "TS  WARN lynxio::access: exchange id=1-1f \
+             url=http://a.test/\"x\" status=200 ms=1.250 reason=\"cannot \\\"resolve\\\"\\n\"\n"
         );
+        let mut addr = String::new();
+        bare(&mut addr, &Value::Addr("10.0.0.255:8080".parse().unwrap()));
+        bare(&mut addr, &Value::Millis(Duration::from_micros(12)));
+        assert_eq!(addr, "10.0.0.255:80800.012");
     }
 
     #[test]
@@ -238,7 +316,7 @@ mod tests {
         let mut buf = String::new();
         json_line(
             &mut buf,
-            SystemTime::now(),
+            "2026-12-01T00:00:00.000001Z",
             Level::Info,
             "exchange",
             &fields(),

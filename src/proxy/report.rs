@@ -96,11 +96,6 @@ fn fields_of(headers: &Headers) -> Fields {
     fields
 }
 
-/// A duration in milliseconds with microsecond precision, for log fields.
-fn ms(d: Duration) -> f64 {
-    d.as_micros() as f64 / 1000.0
-}
-
 /// A request head was read: count it and, for readers, emit `request`.
 pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str) {
     worker.metrics.request(method_class(&head.method));
@@ -207,7 +202,7 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
                 ("status", flow.response.status.map(|s| Value::Num(s.into()))),
                 ("bytes_in", Some(Value::Num(bytes_in))),
                 ("bytes_out", Some(Value::Num(bytes_out))),
-                ("ms", Some(Value::Float(ms(duration)))),
+                ("ms", Some(Value::Millis(duration))),
                 ("outcome", Some(Value::Str(outcome))),
                 ("by", by.map(Value::Str)),
                 ("reason", reason.map(Value::Text)),
@@ -265,7 +260,7 @@ pub fn head_failed(worker: &Worker, flow: &Flow, e: &ProxyError, status: Option<
                 ("method", Some(Value::Str("-"))),
                 ("url", Some(Value::Str("-"))),
                 ("status", status.map(|s| Value::Num(s.into()))),
-                ("ms", Some(Value::Float(ms(flow.started.elapsed())))),
+                ("ms", Some(Value::Millis(flow.started.elapsed()))),
                 (
                     "outcome",
                     Some(Value::Str(if status.is_some() {
@@ -357,7 +352,7 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
                 ("kind", Some(Value::Str(tunnel.kind.label()))),
                 ("up", Some(Value::Num(ended.up))),
                 ("down", Some(Value::Num(ended.down))),
-                ("ms", Some(Value::Float(ms(duration)))),
+                ("ms", Some(Value::Millis(duration))),
                 ("end", Some(Value::Text(ended.end))),
                 ("rule", flow.rule.as_deref().map(Value::Text)),
                 ("error", error.as_deref().map(Value::Text)),
