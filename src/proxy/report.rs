@@ -102,12 +102,13 @@ pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str)
     let Some(tap) = worker.events() else {
         return;
     };
-    flow.host = Arc::from(host);
+    let host: Arc<str> = Arc::from(host);
+    flow.host = Some(host.clone());
     tap.emit(Event {
-        host: flow.host.clone(),
+        host,
         kind: EventKind::Request(event::Request {
             id: flow.id,
-            ts: Timestamp(flow.started_at),
+            ts: Timestamp(flow.started_at()),
             client: flow.peer.client,
             listener: flow.peer.listener,
             method: match head.method.as_static_str() {
@@ -155,7 +156,7 @@ pub fn response_from_lynxio(
             fields.push(name, value);
         }
         tap.emit(Event {
-            host: flow.host.clone(),
+            host: flow.event_host(),
             kind: EventKind::Response(event::Response {
                 id: flow.id,
                 status,
@@ -214,12 +215,12 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
         return;
     };
     let upstream = flow.upstream.map(|u| UpstreamInfo {
-        target: format!("{}:{port}", flow.host),
+        target: format!("{}:{port}", flow.host.as_deref().unwrap_or_default()),
         reused: u.reused,
         connect_ms: u.connect,
     });
     tap.emit(Event {
-        host: flow.host.clone(),
+        host: flow.event_host(),
         kind: EventKind::End(event::End {
             id: flow.id,
             status: flow.response.status,
@@ -287,7 +288,7 @@ pub fn failed(
 ) {
     if let Some(tap) = worker.events() {
         tap.emit(Event {
-            host: flow.host.clone(),
+            host: flow.event_host(),
             kind: EventKind::Error(ErrorEvent {
                 id: flow.id,
                 ts: Timestamp(SystemTime::now()),
@@ -317,10 +318,10 @@ pub fn tunnel_open(worker: &Worker, flow: &mut Flow, tunnel: &Tunnel) {
         return;
     };
     tap.emit(Event {
-        host: flow.host.clone(),
+        host: flow.event_host(),
         kind: EventKind::TunnelOpen(event::TunnelOpen {
             id: flow.id,
-            ts: Timestamp(flow.started_at),
+            ts: Timestamp(flow.started_at()),
             client: flow.peer.client,
             target: tunnel.target.clone(),
             sni: tunnel.sni.clone(),
@@ -363,7 +364,7 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
         return;
     };
     tap.emit(Event {
-        host: flow.host.clone(),
+        host: flow.event_host(),
         kind: EventKind::TunnelClose(event::TunnelClose {
             id: flow.id,
             target: tunnel.target.clone(),

@@ -19,13 +19,13 @@ use super::Peer;
 pub struct Flow {
     pub id: FlowId,
     pub started: Instant,
-    pub started_at: SystemTime,
     pub peer: Peer,
     /// The full URL (`http://…`, `https://host[:port]/…` when intercepted), or the CONNECT
     /// target; empty until the request head is read.
     pub url: String,
-    /// Lowercased host the flow is about (URL host or tunnel target), for event filters.
-    pub host: Arc<str>,
+    /// Lowercased host the flow is about (URL host or tunnel target), for event filters; set
+    /// only when someone reads events.
+    pub host: Option<Arc<str>>,
     /// The origin connection used, once there is one.
     pub upstream: Option<UpstreamUse>,
     /// Request body bytes moved to the origin (and the kept prefix when capturing bodies).
@@ -169,10 +169,9 @@ impl Flow {
         Flow {
             id,
             started: Instant::now(),
-            started_at: SystemTime::now(),
             peer,
             url: String::new(),
-            host: Arc::from(""),
+            host: None,
             upstream: None,
             request_body: Tally::keeping(capture_bodies),
             request_complete: Cell::new(false),
@@ -185,6 +184,19 @@ impl Flow {
             rule: None,
             outcome: Outcome::Pending,
         }
+    }
+
+    /// Wall-clock time the flow started (for events; derived, so starting a flow reads one
+    /// clock).
+    pub fn started_at(&self) -> SystemTime {
+        SystemTime::now()
+            .checked_sub(self.started.elapsed())
+            .unwrap_or(SystemTime::UNIX_EPOCH)
+    }
+
+    /// The host events about this flow are filed under.
+    pub fn event_host(&self) -> Arc<str> {
+        self.host.clone().unwrap_or_else(|| Arc::from(""))
     }
 
     /// The final response head is about to be written: from now on a failure can only close.
