@@ -82,7 +82,15 @@ fn health_and_metrics(driver: &str) {
 
     get_through(&proxy, &origin, "/one");
     get_through(&proxy, &origin, "/two");
-    let after = admin_get(admin, "/metrics", None).body_str();
+    // An exchange is counted when it is reported, just after its last byte went out.
+    let mut after = String::new();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            after = admin_get(admin, "/metrics", None).body_str();
+            sample(&after, ok2xx) == 2.0
+        }),
+        "{after}"
+    );
     assert_eq!(sample(&after, get), 2.0, "{after}");
     assert_eq!(sample(&after, ok2xx), 2.0, "{after}");
     assert_eq!(sample(&after, sent), 10.0, "{after}");
@@ -103,7 +111,14 @@ fn health_and_metrics(driver: &str) {
         Duration::from_secs(5),
     );
     assert_eq!(status_of(&reply.raw), 502);
-    let after = admin_get(admin, "/metrics", None).body_str();
+    let five = r#"lynxio_responses_total{worker="0",class="5xx"}"#;
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            after = admin_get(admin, "/metrics", None).body_str();
+            sample(&after, five) == 1.0
+        }),
+        "{after}"
+    );
     assert_eq!(
         sample(&after, r#"lynxio_errors_total{worker="0",kind="resolve"}"#),
         1.0

@@ -113,6 +113,28 @@ impl RequestHead {
     pub fn wants_keep_alive(&self) -> bool {
         !self.conn.close && (self.version == Version::Http11 || self.conn.keep_alive)
     }
+
+    /// A WebSocket opening handshake (RFC 6455 §4.1): an HTTP/1.1 `GET` without a body,
+    /// `Connection: upgrade` and an `Upgrade` field naming `websocket`. Other upgrades (h2c, …)
+    /// are not forwarded as upgrades.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.method == Method::Get
+            && self.version == Version::Http11
+            && self.conn.upgrade
+            && self.body == BodyKind::Empty
+            && names_websocket(&self.headers)
+    }
+}
+
+/// Whether an `Upgrade` field lists the `websocket` protocol (case-insensitive, any version).
+pub(super) fn names_websocket(headers: &super::Headers) -> bool {
+    headers.get_all("upgrade").any(|v| {
+        v.split(|&b| b == b',').any(|token| {
+            let token = token.trim_ascii();
+            let name = token.split(|&b| b == b'/').next().unwrap_or_default();
+            name.eq_ignore_ascii_case(b"websocket")
+        })
+    })
 }
 
 /// Parse a request head from the start of `buf`. `Ok(None)` = incomplete (need more bytes; but

@@ -48,6 +48,12 @@ impl ResponseHead {
         })
     }
 
+    /// A `101 Switching Protocols` that accepts a WebSocket upgrade (`Connection: upgrade`,
+    /// `Upgrade: websocket`).
+    pub fn accepts_websocket(&self) -> bool {
+        self.status == 101 && self.conn.upgrade && super::request::names_websocket(&self.headers)
+    }
+
     /// A 1xx interim response (another head follows on the same connection).
     pub fn is_informational(&self) -> bool {
         (100..200).contains(&self.status)

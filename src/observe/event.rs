@@ -111,10 +111,27 @@ pub struct End {
     pub upstream: Option<UpstreamInfo>,
     /// Name of the rule that acted on this exchange.
     pub rule: Option<Arc<str>>,
+    /// The connection switched protocols (`101`): what was relayed after the switch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_body: Option<Body>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_body: Option<Body>,
+}
+
+/// What an upgraded exchange relayed after its `101`.
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeInfo {
+    /// `websocket`.
+    pub protocol: &'static str,
+    /// Client → origin bytes after the switch.
+    pub bytes_up: u64,
+    /// Origin → client bytes after the switch.
+    pub bytes_down: u64,
+    /// `done`, `idle timeout`, `client failed` or `origin failed`.
+    pub end: &'static str,
+    pub error: Option<String>,
 }
 
 /// The origin connection an exchange used.
@@ -432,6 +449,7 @@ mod tests {
                 reason: None,
                 upstream: None,
                 rule: None,
+                upgrade: None,
                 request_body: None,
                 response_body: None,
             }),

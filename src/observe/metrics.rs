@@ -171,15 +171,18 @@ pub enum TunnelKind {
     Http,
     HttpUpgrade,
     Opaque,
+    /// An HTTP exchange upgraded to WebSocket, relayed.
+    WebSocket,
 }
 
 impl TunnelKind {
-    pub const ALL: [TunnelKind; 5] = [
+    pub const ALL: [TunnelKind; 6] = [
         TunnelKind::Tls,
         TunnelKind::Intercepted,
         TunnelKind::Http,
         TunnelKind::HttpUpgrade,
         TunnelKind::Opaque,
+        TunnelKind::WebSocket,
     ];
 
     pub fn label(self) -> &'static str {
@@ -189,6 +192,7 @@ impl TunnelKind {
             TunnelKind::Http => "http",
             TunnelKind::HttpUpgrade => "http-upgrade",
             TunnelKind::Opaque => "opaque",
+            TunnelKind::WebSocket => "websocket",
         }
     }
 }

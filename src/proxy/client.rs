@@ -24,8 +24,9 @@ use crate::net::{PoolKey, ReadBuf};
 use super::body::write_within;
 use super::connect::{self, Intercepted, Sniffed};
 use super::ctx::{CLIENT_BUF_SIZE, Client, ConnCtx, Flow, Peer, TunnelOrigin, Upstream, Worker};
+use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
-use super::{forward, local, route};
+use super::{local, route, upgrade};
 
 /// How a client conversation ended.
 pub enum Served {
@@ -293,12 +294,20 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     }
     report::request(worker, flow, head, &route.host);
     let result = if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
-        local::answer(worker, client, head, &route, flow).await
+        local::answer(worker, client, head, &route, flow)
+            .await
+            .map(|keep| Forwarded::Done { keep })
     } else {
         forward::handle(worker, client, head, &route, ctx, flow).await
     };
     match result {
-        Ok(keep) => {
+        Ok(Forwarded::Upgraded(up)) => {
+            upgrade::relay(worker, client, up, flow).await;
+            flow.complete();
+            finish(worker, client, head, flow, route.port);
+            After::Close
+        }
+        Ok(Forwarded::Done { keep }) => {
             if matches!(flow.outcome, super::ctx::flow::Outcome::Pending) {
                 flow.complete();
             }

@@ -2,10 +2,11 @@
 //! with the usual error mapping when that fails), and only once the origin is connected answer
 //! `200 Connection established`. Then sniff the client's first bytes (bounded, with a
 //! deadline, waiting on readiness so a timeout never loses a byte) and hand the connection to
-//! whichever handler fits: HTTP/1 goes through the same request pipeline as plain proxy
-//! requests with the tunnel's origin as the default authority; TLS, WebSocket upgrades, unknown
-//! protocols and clients that stay silent (server-first protocols) become an opaque tunnel.
-//! [`tls_action`] is the one place that decides what happens to TLS.
+//! whichever handler fits: HTTP/1 (WebSocket handshakes included) goes back to the caller for
+//! the same request pipeline as plain proxy requests, with the tunnel's origin as the default
+//! authority; intercepted TLS likewise after both handshakes; other TLS, other upgrades (h2c),
+//! unknown protocols and clients that stay silent (server-first protocols) become an opaque
+//! tunnel. [`tls_action`] is the one place that decides what happens to TLS.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -202,8 +203,13 @@ pub async fn established(
             // The rest of the head gets the normal head timeout, not the sniff deadline.
             let head_deadline = Instant::now() + worker.cfg.timeouts.client_head;
             let complete = read_http_head(worker, &mut stream, &mut buf, head_deadline).await;
-            if complete.is_some_and(|head| head.conn.upgrade || head.headers.contains("upgrade")) {
-                // WebSocket and other upgrades stay opaque until a handler understands them.
+            let other_upgrade = |head: RequestHead| {
+                (head.conn.upgrade || head.headers.contains("upgrade"))
+                    && !head.is_websocket_upgrade()
+            };
+            if complete.is_some_and(other_upgrade) {
+                // Upgrades other than WebSocket (h2c, …) stay opaque: lynxio does not speak
+                // them, and the origin may. WebSocket goes through the pipeline like any request.
                 tunnel.kind = TunnelKind::HttpUpgrade;
             } else {
                 tunnel.kind = TunnelKind::Http;

@@ -44,9 +44,17 @@ fn via_for(version: Version) -> &'static [u8] {
     }
 }
 
-/// Run one request through the pipeline (route already decided). Ok(true): the client
-/// connection may serve another request. On an error, `flow.response_started` tells the caller
-/// whether it may still answer.
+/// How a forwarded exchange ended.
+pub enum Forwarded {
+    /// The response is complete; `keep`: the client connection may serve another request.
+    Done { keep: bool },
+    /// The origin switched protocols (`101` to a WebSocket handshake), and the client has the
+    /// `101`: both connections now belong to the upgraded protocol.
+    Upgraded(Upstream),
+}
+
+/// Run one request through the pipeline (route already decided). On an error,
+/// `flow.response_started` tells the caller whether it may still answer.
 pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
@@ -54,7 +62,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     route: &Route<'_>,
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
-) -> Result<bool, ProxyError> {
+) -> Result<Forwarded, ProxyError> {
     let mut key = PoolKey::default();
     match ctx {
         ConnCtx::Intercepted { session, .. } => {
@@ -72,7 +80,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             path: &route.path,
             host: route.authority,
             via,
-            keep_upgrade: false,
+            keep_upgrade: head.is_websocket_upgrade(),
         },
     );
     // A small, fully buffered body travels with the head; the request is then replayable.
@@ -122,12 +130,15 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             }
         };
         match outcome {
+            Ok(end) if end.upgraded => return Ok(Forwarded::Upgraded(up)),
             Ok(end) => {
                 if end.upstream_reusable {
                     up.reused = true;
                     worker.pool.borrow_mut().put(&key, up, Instant::now());
                 }
-                return Ok(end.client_keep);
+                return Ok(Forwarded::Done {
+                    keep: end.client_keep,
+                });
             }
             // Nothing of a response reached the client (not even an interim one), so the
             // request can go again on a fresh connection.
@@ -174,6 +185,8 @@ async fn write_all_keep<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std:
 struct End {
     client_keep: bool,
     upstream_reusable: bool,
+    /// The origin's `101` (to a WebSocket handshake) went to the client.
+    upgraded: bool,
 }
 
 /// The parts of the flow the response side writes while the request body may still be
@@ -329,9 +342,12 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
             break resp;
         }
         if resp.status == 101 {
+            if req.is_websocket_upgrade() && resp.accepts_websocket() {
+                return switch(worker, cw, out, &resp, flow).await;
+            }
             return Err(ProxyError::BadResponse(http1::ParseError {
                 kind: http1::ParseErrorKind::Malformed,
-                detail: "101 Switching Protocols without an upgrade request",
+                detail: "101 Switching Protocols without a WebSocket upgrade request",
             }));
         }
         if req.version == Version::Http11 {
@@ -413,6 +429,42 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
             && kind != BodyKind::UntilClose
             && up_buf.is_empty()
             && flow.request_complete.get(),
+        upgraded: false,
+    })
+}
+
+/// The origin accepted a WebSocket handshake: relay its `101` (Upgrade and
+/// `Connection: upgrade` kept, `Sec-WebSocket-*` untouched) and hand both connections over.
+async fn switch<W: AsyncWriteRent>(
+    worker: &Worker,
+    cw: &mut W,
+    out: &mut Vec<u8>,
+    resp: &ResponseHead,
+    flow: &mut Receiving<'_>,
+) -> Result<End, ProxyError> {
+    out.clear();
+    http1::write_response(
+        out,
+        resp,
+        &ResponseRewrite {
+            via: via_for(resp.version),
+            connection: ConnectionHeader::None,
+            strip_transfer_encoding: false,
+            keep_upgrade: true,
+        },
+    );
+    flow.response_started.set(true);
+    flow.response.status = Some(101);
+    let ttfb = flow.started.elapsed();
+    flow.response.ttfb = Some(ttfb);
+    report::response_from_origin(worker, flow.id, resp, ttfb);
+    write_within(worker.cfg.timeouts.response, write_vec(cw, out))
+        .await
+        .map_err(ProxyError::ClientIo)?;
+    Ok(End {
+        client_keep: false,
+        upstream_reusable: false,
+        upgraded: true,
     })
 }
 

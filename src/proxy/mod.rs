@@ -19,6 +19,7 @@ pub mod report;
 pub mod route;
 pub mod server;
 pub mod stream;
+pub mod upgrade;
 pub mod upstream;
 pub mod worker;
 

@@ -208,8 +208,29 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
                 ("by", by.map(Value::Str)),
                 ("reason", reason.map(Value::Text)),
                 ("rule", flow.rule.as_deref().map(Value::Text)),
+                (
+                    "upgrade",
+                    flow.upgrade.as_ref().map(|u| Value::Str(u.protocol)),
+                ),
+                ("up", flow.upgrade.as_ref().map(|u| Value::Num(u.bytes_up))),
+                (
+                    "down",
+                    flow.upgrade.as_ref().map(|u| Value::Num(u.bytes_down)),
+                ),
+                ("end", flow.upgrade.as_ref().map(|u| Value::Text(u.end))),
+                (
+                    "error",
+                    flow.upgrade
+                        .as_ref()
+                        .and_then(|u| u.error.as_deref())
+                        .map(Value::Text),
+                ),
             ],
         );
+    }
+    if let Some(u) = &flow.upgrade {
+        m.bytes_in.add(u.bytes_up);
+        m.bytes_out.add(u.bytes_down);
     }
     let Some(tap) = worker.events() else {
         return;
@@ -232,6 +253,7 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
             reason: reason.map(str::to_owned),
             upstream,
             rule: flow.rule.clone(),
+            upgrade: flow.upgrade.take(),
             request_body: flow.request_body.kept.take(),
             response_body: flow.response.body.kept.take(),
         }),

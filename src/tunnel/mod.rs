@@ -15,6 +15,7 @@
 //! consumes them: they are closed when it returns. Same-host sockets are moved off BBR
 //! (`net::tcp`), which more than doubles one tunnel's throughput on loopback.
 
+mod halves;
 mod pool;
 mod pump;
 mod sys;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+pub use halves::{HALVES_BUF_SIZE, Half, relay_halves};
 pub use pool::{COPY_BUF_SIZE, MAX_IDLE_BUFFERS, MAX_IDLE_PIPES, TunnelPools};
 
 use pump::{Pump, Side, SideError};

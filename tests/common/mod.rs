@@ -790,6 +790,11 @@ pub fn assert_no_panic(mut proxy: Proxy) {
 }
 
 impl<S: Read> Reader<S> {
+    /// The stream and the bytes read from it but not consumed.
+    pub fn into_parts(self) -> (S, Vec<u8>) {
+        (self.s, self.buf)
+    }
+
     /// Reads only a response head (no body).
     pub fn response_head(&mut self) -> Option<Message> {
         self.head(HeadKind::Response)

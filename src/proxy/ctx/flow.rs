@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::error::ProxyError;
-use crate::observe::event::{Body, FlowId};
+use crate::observe::event::{Body, FlowId, UpgradeInfo};
 
 use super::Peer;
 
@@ -39,6 +39,8 @@ pub struct Flow {
     pub response_started: Cell<bool>,
     /// Name of the rule that acted on this flow.
     pub rule: Option<Arc<str>>,
+    /// What was relayed after a `101` (WebSocket), once the relay ended.
+    pub upgrade: Option<UpgradeInfo>,
     pub outcome: Outcome,
 }
 
@@ -182,6 +184,7 @@ impl Flow {
             },
             response_started: Cell::new(false),
             rule: None,
+            upgrade: None,
             outcome: Outcome::Pending,
         }
     }

@@ -1,0 +1,247 @@
+//! WebSocket through lynxio, black-box, with tungstenite on both ends: an absolute-form
+//! handshake over a plain proxy connection and one inside a CONNECT tunnel after keep-alive
+//! requests are forwarded with their Upgrade/Connection fields, the origin's `101` (with its
+//! `Sec-WebSocket-Accept`) reaches the client, and then text, binary, 1 MiB and fragmented
+//! messages, ping/pong and the close handshake pass both ways; an origin that refuses the
+//! upgrade leaves the connection plain HTTP; the session is one access-log line.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use tungstenite::handshake::derive_accept_key;
+use tungstenite::protocol::frame::Frame;
+use tungstenite::protocol::frame::coding::{Data, OpCode};
+use tungstenite::protocol::{CloseFrame, Role, WebSocket};
+use tungstenite::{Bytes, Message};
+
+/// The `Sec-WebSocket-Key` every test client sends (its accept value is derived and checked).
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+/// Messages read per connection by the echo origin, at most.
+const MAX_MESSAGES: usize = 1000;
+
+/// An origin that answers plain requests `200 plain`, refuses `/reject` upgrades with 404, and
+/// accepts other WebSocket handshakes, then echoes every data message until the close
+/// handshake. Handles several requests per connection before the upgrade.
+fn ws_echo_origin() -> Origin {
+    Origin::start(|s| {
+        let mut r = Reader::new(s);
+        for _ in 0..16 {
+            let Some(req) = r.request_head() else { return };
+            let upgrade = req
+                .header("upgrade")
+                .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+            if !upgrade {
+                let _ = r.get_mut().write_all(&ok(b"plain"));
+                continue;
+            }
+            if req.target.ends_with("/reject") {
+                let _ = r
+                    .get_mut()
+                    .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno");
+                continue;
+            }
+            let key = req.header("sec-websocket-key").unwrap_or_default();
+            let accept = derive_accept_key(key.as_bytes());
+            let answer = format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            );
+            if r.get_mut().write_all(answer.as_bytes()).is_err() {
+                return;
+            }
+            let (stream, rest) = r.into_parts();
+            let mut ws = WebSocket::from_partially_read(stream, rest, Role::Server, None);
+            for _ in 0..MAX_MESSAGES {
+                match ws.read() {
+                    Ok(m @ (Message::Text(_) | Message::Binary(_))) => {
+                        if ws.send(m).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+            return;
+        }
+    })
+}
+
+/// The opening handshake for `target` (absolute-form or origin-form) with `Host: host`.
+fn handshake(target: &str, host: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// Sends the handshake on `r`, checks the `101` (Upgrade, Connection, accept key) and returns
+/// the client WebSocket.
+fn upgrade(mut r: Reader<TcpStream>, target: &str, host: &str) -> WebSocket<TcpStream> {
+    r.get_mut()
+        .write_all(handshake(target, host).as_bytes())
+        .expect("write handshake");
+    let resp = r.response_head().expect("an answer to the handshake");
+    assert_eq!(
+        resp.status,
+        101,
+        "{:?}",
+        String::from_utf8_lossy(&resp.raw_head)
+    );
+    assert!(
+        resp.header("upgrade")
+            .is_some_and(|v| v.eq_ignore_ascii_case("websocket")),
+        "{:?}",
+        resp.headers
+    );
+    assert!(
+        resp.header("connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("upgrade")),
+        "{:?}",
+        resp.headers
+    );
+    assert_eq!(
+        resp.header("sec-websocket-accept"),
+        Some(derive_accept_key(KEY.as_bytes()).as_str())
+    );
+    let (stream, rest) = r.into_parts();
+    WebSocket::from_partially_read(stream, rest, Role::Client, None)
+}
+
+/// Text, binary, 1 MiB, 3 fragments, ping/pong, then the close handshake and the TCP close.
+fn conversation(ws: &mut WebSocket<TcpStream>) {
+    ws.send(Message::text("hello")).expect("send text");
+    assert_eq!(ws.read().expect("echo"), Message::text("hello"));
+    let bin = Bytes::from(vec![0u8, 1, 2, 255]);
+    ws.send(Message::Binary(bin.clone())).expect("send binary");
+    assert_eq!(ws.read().expect("echo"), Message::Binary(bin));
+    let big = Bytes::from(pseudo_random_bytes(1024 * 1024, 9));
+    ws.send(Message::Binary(big.clone())).expect("send 1 MiB");
+    assert_eq!(ws.read().expect("echo"), Message::Binary(big));
+
+    let parts: [(&str, OpCode, bool); 3] = [
+        ("frag", OpCode::Data(Data::Text), false),
+        ("ment", OpCode::Data(Data::Continue), false),
+        ("ed", OpCode::Data(Data::Continue), true),
+    ];
+    for (text, opcode, fin) in parts {
+        let frame = Frame::message(Bytes::from(text), opcode, fin);
+        ws.write(Message::Frame(frame)).expect("write fragment");
+    }
+    ws.flush().expect("flush");
+    assert_eq!(ws.read().expect("echo"), Message::text("fragmented"));
+
+    ws.send(Message::Ping(Bytes::from_static(b"p1")))
+        .expect("ping");
+    assert_eq!(
+        ws.read().expect("pong"),
+        Message::Pong(Bytes::from_static(b"p1"))
+    );
+
+    ws.close(Some(CloseFrame {
+        code: 1000.into(),
+        reason: "bye".into(),
+    }))
+    .expect("close");
+    let mut closed = false;
+    for _ in 0..10 {
+        match ws.read() {
+            Ok(Message::Close(frame)) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
+            }
+            Ok(other) => panic!("after close: {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                closed = true;
+                break;
+            }
+            Err(e) => panic!("closing: {e}"),
+        }
+    }
+    assert!(closed, "the close handshake did not complete");
+    // And the TCP connection ends.
+    let mut rest = Reader::new(ws.get_mut().try_clone().expect("clone"));
+    assert!(
+        rest.closed(),
+        "the connection stayed open after the close handshake"
+    );
+}
+
+/// `GET ws://…` as absolute-form `http://` through a plain proxy connection.
+fn absolute_form(driver: &str) {
+    let origin = ws_echo_origin();
+    let proxy = Proxy::start(driver, &[]);
+    let url = origin.url("/chat");
+    let mut ws = upgrade(Reader::new(proxy.connect()), &url, &origin.addr.to_string());
+    conversation(&mut ws);
+    // The origin closed after the close handshake; the relay ends once the client closes too.
+    drop(ws);
+    let line = proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains("lynxio::access") && l.contains(&format!(" url={url} "))
+        })
+        .unwrap_or_else(|| panic!("no access line:\n{}", proxy.log()));
+    assert!(line.contains(" status=101 "), "{line}");
+    assert!(line.contains(" upgrade=websocket "), "{line}");
+    assert!(line.contains(" up="), "{line}");
+    assert_no_panic(proxy);
+}
+
+/// An origin that answers the handshake with 404: a normal response, and the connection
+/// stays HTTP (the next request on it works).
+fn refused_upgrade_stays_http(driver: &str) {
+    let origin = ws_echo_origin();
+    let proxy = Proxy::start(driver, &[]);
+    let mut r = Reader::new(proxy.connect());
+    let host = origin.addr.to_string();
+    let refused = roundtrip(
+        &mut r,
+        "GET",
+        handshake(&origin.url("/reject"), &host).as_bytes(),
+    );
+    assert_eq!(refused.status, 404);
+    assert_eq!(refused.body_str(), "no");
+    let next = roundtrip(
+        &mut r,
+        "GET",
+        format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            origin.url("/after")
+        )
+        .as_bytes(),
+    );
+    assert_eq!(next.status, 200);
+    assert_eq!(next.body_str(), "plain");
+}
+
+/// Inside a CONNECT tunnel, after three keep-alive requests, an origin-form handshake.
+fn in_tunnel_after_keepalive(driver: &str) {
+    let origin = ws_echo_origin();
+    let proxy = Proxy::start(driver, &[]);
+    let target = origin.addr.to_string();
+    let mut s = proxy.connect();
+    s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .expect("CONNECT");
+    let mut r = Reader::new(s);
+    let est = r.response_head().expect("200");
+    assert_eq!(est.status, 200);
+    for i in 0..3 {
+        let got = roundtrip(
+            &mut r,
+            "GET",
+            format!("GET /k{i} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!((got.status, got.body_str()), (200, "plain".to_owned()));
+    }
+    let mut ws = upgrade(r, "/chat", &target);
+    conversation(&mut ws);
+}
+
+drivers!(
+    absolute_form,
+    refused_upgrade_stays_http,
+    in_tunnel_after_keepalive
+);
