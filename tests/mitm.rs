@@ -114,6 +114,12 @@ impl TlsOrigin {
                 // A failed handshake or EOF ends the connection.
                 let Some(req) = r.request() else { return };
                 counter.fetch_add(1, Ordering::SeqCst);
+                if req
+                    .header("upgrade")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+                {
+                    return websocket_echo(r, &req);
+                }
                 let sni = r.get_mut().conn.server_name().unwrap_or("-").to_owned();
                 let mut body = format!("{} {}", req.method, req.target).into_bytes();
                 if !req.body.is_empty() {
@@ -161,6 +167,42 @@ impl TlsOrigin {
 
     fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// Accepts a WebSocket handshake on an origin's TLS stream and echoes data messages until the
+/// close handshake.
+fn websocket_echo(mut r: Reader<StreamOwned<rustls::ServerConnection, TcpStream>>, req: &Message) {
+    let key = req.header("sec-websocket-key").unwrap_or_default();
+    let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {accept}\r\n\r\n"
+    );
+    let s = r.get_mut();
+    if s.write_all(answer.as_bytes())
+        .and_then(|()| s.flush())
+        .is_err()
+    {
+        return;
+    }
+    let (stream, rest) = r.into_parts();
+    let mut ws = tungstenite::WebSocket::from_partially_read(
+        stream,
+        rest,
+        tungstenite::protocol::Role::Server,
+        None,
+    );
+    for _ in 0..1000 {
+        match ws.read() {
+            Ok(m @ (tungstenite::Message::Text(_) | tungstenite::Message::Binary(_))) => {
+                if ws.send(m).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
     }
 }
 
@@ -833,7 +875,67 @@ fn intercepted_connect_refused_and_logged(driver: &str) {
     assert!(tunnel.contains(&format!("target={target}")), "{tunnel}");
 }
 
+/// wss through interception: the decrypted handshake is forwarded to the origin over
+/// lynxio's own TLS, its 101 comes back, and messages (one of 1 MiB) echo through both TLS
+/// sessions until the close handshake.
+fn wss_through_interception(driver: &str) {
+    use tungstenite::{Bytes, Message as Ws};
+    let fx = MitmFixture::start("wss", driver, "localhost", Upstream::TestCa, true);
+    let target = fx.localhost_target();
+    let tls = fx
+        .tls(&target, "localhost", roots_of(&[fx.ca()]))
+        .unwrap_or_else(|e| panic!("handshake: {e}"));
+    let mut r = Reader::new(tls);
+    let key = "dGhlIHNhbXBsZSBub25jZQ==";
+    let handshake = format!(
+        "GET /chat HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    let s = r.get_mut();
+    s.write_all(handshake.as_bytes())
+        .and_then(|()| s.flush())
+        .expect("write handshake");
+    let switch = r.response_head().expect("an answer to the handshake");
+    assert_eq!(
+        switch.status,
+        101,
+        "{:?}",
+        String::from_utf8_lossy(&switch.raw_head)
+    );
+    assert_eq!(
+        switch.header("sec-websocket-accept"),
+        Some(tungstenite::handshake::derive_accept_key(key.as_bytes()).as_str())
+    );
+    let (stream, rest) = r.into_parts();
+    let mut ws = tungstenite::WebSocket::from_partially_read(
+        stream,
+        rest,
+        tungstenite::protocol::Role::Client,
+        None,
+    );
+    ws.send(Ws::text("over tls")).expect("send");
+    assert_eq!(ws.read().expect("echo"), Ws::text("over tls"));
+    let big = Bytes::from(pseudo_random_bytes(1024 * 1024, 4));
+    ws.send(Ws::Binary(big.clone())).expect("send 1 MiB");
+    assert_eq!(ws.read().expect("echo"), Ws::Binary(big));
+    ws.close(None).expect("close");
+    let mut closed = false;
+    for _ in 0..10 {
+        match ws.read() {
+            Ok(Ws::Close(_)) => {}
+            Ok(other) => panic!("after close: {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => {
+                closed = true;
+                break;
+            }
+            Err(e) => panic!("closing: {e}"),
+        }
+    }
+    assert!(closed, "the close handshake did not complete");
+}
+
 drivers!(
+    wss_through_interception,
     intercepted_connect_refused_and_logged,
     certificate_failure_is_502,
     lynxio_ca_page,
