@@ -24,7 +24,8 @@ const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 const MAX_MESSAGES: usize = 1000;
 
 /// An origin that answers plain requests `200 plain`, refuses `/reject` upgrades with 404, and
-/// accepts other WebSocket handshakes, then echoes every data message until the close
+/// accepts other WebSocket handshakes (`/greet`: with a message in the same write as the
+/// 101), then echoes every data message until the close
 /// handshake. Handles several requests per connection before the upgrade.
 fn ws_echo_origin() -> Origin {
     Origin::start(|s| {
@@ -46,11 +47,16 @@ fn ws_echo_origin() -> Origin {
             }
             let key = req.header("sec-websocket-key").unwrap_or_default();
             let accept = derive_accept_key(key.as_bytes());
-            let answer = format!(
+            let mut answer = format!(
                 "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
                  Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-            );
-            if r.get_mut().write_all(answer.as_bytes()).is_err() {
+            )
+            .into_bytes();
+            if req.target.ends_with("/greet") {
+                // A server-first message in the same write as the 101.
+                answer.extend_from_slice(b"\x81\x02hi");
+            }
+            if r.get_mut().write_all(&answer).is_err() {
                 return;
             }
             let (stream, rest) = r.into_parts();
@@ -240,8 +246,22 @@ fn in_tunnel_after_keepalive(driver: &str) {
     conversation(&mut ws);
 }
 
+/// The origin sends a message in the same write as its 101: it reaches the client first.
+fn origin_speaks_first(driver: &str) {
+    let origin = ws_echo_origin();
+    let proxy = Proxy::start(driver, &[]);
+    let mut ws = upgrade(
+        Reader::new(proxy.connect()),
+        &origin.url("/greet"),
+        &origin.addr.to_string(),
+    );
+    assert_eq!(ws.read().expect("greeting"), Message::text("hi"));
+    conversation(&mut ws);
+}
+
 drivers!(
     absolute_form,
     refused_upgrade_stays_http,
-    in_tunnel_after_keepalive
+    in_tunnel_after_keepalive,
+    origin_speaks_first
 );

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use tracing::Instrument;
 
 use crate::error::ProxyError;
@@ -39,7 +40,21 @@ pub enum Served {
         target: TunnelOrigin,
         flow: Box<Flow>,
     },
+    /// An exchange switched protocols (WebSocket `101` sent): the connection now belongs to the
+    /// relay between client and origin; the exchange is reported when it ends.
+    Upgraded(Box<Upgraded>),
 }
+
+/// An upgraded exchange waiting for its relay.
+pub struct Upgraded {
+    pub up: Upstream,
+    pub flow: Flow,
+    pub head: RequestHead,
+    pub port: u16,
+}
+
+/// A client connection on plain TCP halves.
+type TcpClient = Client<TcpOwnedReadHalf, TcpOwnedWriteHalf>;
 
 /// Counts a client connection as open while it lives.
 struct OpenConnection<'a>(&'a Worker);
@@ -61,26 +76,61 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
     // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
     // would otherwise carry that space in its task for as long as it lives.
     let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
-    if let Served::Tunnel {
-        origin,
-        target,
-        mut flow,
-    } = served
-    {
-        let Client { r, w, buf, .. } = client;
-        match r.reunite(w) {
-            Ok(stream) => {
-                let span = flow_span(&flow);
-                tunnel(&worker, stream, buf, origin, &target, &mut flow)
-                    .instrument(span)
-                    .await
-            }
-            // Cannot happen: both halves come from the same `into_split` above.
-            Err(_) => {
-                tracing::error!(id = %flow.id, "cannot reunite client halves; closing tunnel")
+    match served {
+        Served::Closed => {}
+        Served::Tunnel {
+            origin,
+            target,
+            mut flow,
+        } => {
+            let Client { r, w, buf, .. } = client;
+            match r.reunite(w) {
+                Ok(stream) => {
+                    let span = flow_span(&flow);
+                    tunnel(&worker, stream, buf, origin, &target, &mut flow)
+                        .instrument(span)
+                        .await
+                }
+                // Cannot happen: both halves come from the same `into_split` above.
+                Err(_) => {
+                    tracing::error!(id = %flow.id, "cannot reunite client halves; closing tunnel")
+                }
             }
         }
+        Served::Upgraded(u) => {
+            Box::pin(relay_upgraded_tcp(&worker, client, *u)).await;
+        }
     }
+}
+
+/// Relay an upgraded exchange whose client is on plain TCP (spliced when the origin is too),
+/// then report it. Returns the bytes moved each way.
+async fn relay_upgraded_tcp(worker: &Worker, client: TcpClient, u: Upgraded) -> (u64, u64) {
+    let Upgraded {
+        up,
+        mut flow,
+        head,
+        port,
+    } = u;
+    let Client { r, w, mut buf, .. } = client;
+    let span = flow_span(&flow);
+    match r.reunite(w) {
+        Ok(stream) => {
+            let pending = buf.bytes().to_vec();
+            buf.consume(pending.len());
+            drop(buf);
+            upgrade::relay_tcp(worker, stream, pending, up, &mut flow)
+                .instrument(span)
+                .await;
+        }
+        // Cannot happen: both halves come from the same `into_split`.
+        Err(_) => tracing::error!(id = %flow.id, "cannot reunite client halves; closing"),
+    }
+    flow.complete();
+    report::finish(worker, &mut flow, &head, port);
+    flow.upgrade
+        .as_ref()
+        .map_or((0, 0), |u| (u.bytes_up, u.bytes_down))
 }
 
 /// After `200 Connection established`: sniff, then relay or serve what the tunnel carries.
@@ -131,7 +181,14 @@ async fn serve_tunnel_http(
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, buf, flow.peer);
     let served = serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
-    end_inner(worker, flow, &tunnel, &client, served);
+    let mut moved = client.moved;
+    if let Served::Upgraded(u) = served {
+        let (up, down) = Box::pin(relay_upgraded_tcp(worker, client, *u)).await;
+        moved = (moved.0 + up, moved.1 + down);
+        end_inner(worker, flow, &tunnel, moved, None);
+    } else {
+        end_inner(worker, flow, &tunnel, moved, Some(served));
+    }
 }
 
 /// Decrypted HTTP/1 of an intercepted session; its origin connections are private to it.
@@ -152,29 +209,49 @@ async fn serve_intercepted(
         origin: target,
         session: &session,
     };
-    let served = serve_http(worker, &mut client, ctx).await;
+    let mut served = serve_http(worker, &mut client, ctx).await;
+    if let Served::Upgraded(u) = served {
+        let Upgraded {
+            up,
+            flow: mut inner,
+            head,
+            port,
+        } = *u;
+        let span = flow_span(&inner);
+        upgrade::relay(worker, &mut client, up, &mut inner)
+            .instrument(span)
+            .await;
+        inner.complete();
+        if let Some(u) = &inner.upgrade {
+            client.moved.0 += u.bytes_up;
+            client.moved.1 += u.bytes_down;
+        }
+        report::finish(worker, &mut inner, &head, port);
+        served = Served::Closed;
+    }
     let mut key = PoolKey::default();
     key.set_session(session.id, &target.host, target.port);
     worker.pool.borrow_mut().remove(&key);
     let _ = write_within(worker.cfg.timeouts.client_idle, client.w.shutdown()).await;
-    end_inner(worker, flow, &tunnel, &client, served);
+    end_inner(worker, flow, &tunnel, client.moved, Some(served));
 }
 
-/// A tunnel that carried HTTP ended: its line counts the body bytes of the exchanges inside.
-fn end_inner<R, W>(
+/// A tunnel that carried HTTP ended: its line counts the body bytes of the exchanges inside
+/// (`moved`, each way).
+fn end_inner(
     worker: &Worker,
     flow: &Flow,
     tunnel: &Tunnel,
-    client: &Client<R, W>,
-    served: Served,
+    moved: (u64, u64),
+    served: Option<Served>,
 ) {
-    if let Served::Tunnel { flow: inner, .. } = served {
+    if let Some(Served::Tunnel { flow: inner, .. }) = served {
         // `connect::open` refuses CONNECT outside a direct proxy connection.
         tracing::error!(id = %inner.id, "CONNECT inside a tunnel was not refused");
     }
     let ended = TunnelEnded {
-        up: client.moved.0,
-        down: client.moved.1,
+        up: moved.0,
+        down: moved.1,
         end: "done",
         error: None,
     };
@@ -199,6 +276,8 @@ enum After {
     Continue,
     Close,
     Tunnel(TcpStream, TunnelOrigin),
+    /// The origin's `101` reached the client: relay (route port for the report).
+    Upgraded(Upstream, u16),
 }
 
 /// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
@@ -254,6 +333,14 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
                     flow: Box::new(flow),
                 };
             }
+            After::Upgraded(up, port) => {
+                return Served::Upgraded(Box::new(Upgraded {
+                    up,
+                    flow,
+                    head,
+                    port,
+                }));
+            }
         }
     }
 }
@@ -301,12 +388,8 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         forward::handle(worker, client, head, &route, ctx, flow).await
     };
     match result {
-        Ok(Forwarded::Upgraded(up)) => {
-            upgrade::relay(worker, client, up, flow).await;
-            flow.complete();
-            finish(worker, client, head, flow, route.port);
-            After::Close
-        }
+        // The connection's owner relays it: it knows whether both ends are plain sockets.
+        Ok(Forwarded::Upgraded(up)) => After::Upgraded(up, route.port),
         Ok(Forwarded::Done { keep }) => {
             if matches!(flow.outcome, super::ctx::flow::Outcome::Pending) {
                 flow.complete();
