@@ -15,7 +15,7 @@ use common::*;
 use tungstenite::handshake::derive_accept_key;
 use tungstenite::protocol::frame::Frame;
 use tungstenite::protocol::frame::coding::{Data, OpCode};
-use tungstenite::protocol::{CloseFrame, Role, WebSocket};
+use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::{Bytes, Message};
 
 /// The `Sec-WebSocket-Key` every test client sends (its accept value is derived and checked).
@@ -148,26 +148,7 @@ fn conversation(ws: &mut WebSocket<TcpStream>) {
         Message::Pong(Bytes::from_static(b"p1"))
     );
 
-    ws.close(Some(CloseFrame {
-        code: 1000.into(),
-        reason: "bye".into(),
-    }))
-    .expect("close");
-    let mut closed = false;
-    for _ in 0..10 {
-        match ws.read() {
-            Ok(Message::Close(frame)) => {
-                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
-            }
-            Ok(other) => panic!("after close: {other:?}"),
-            Err(tungstenite::Error::ConnectionClosed) => {
-                closed = true;
-                break;
-            }
-            Err(e) => panic!("closing: {e}"),
-        }
-    }
-    assert!(closed, "the close handshake did not complete");
+    assert_eq!(ws_close(ws, Some(1000)), Some(1000));
     // And the TCP connection ends.
     let mut rest = Reader::new(ws.get_mut().try_clone().expect("clone"));
     assert!(

@@ -932,3 +932,26 @@ pub fn ping_through_tunnel(proxy: &Proxy, target: &str) {
     t.shutdown(Shutdown::Write).expect("shutdown");
     let _ = Reader::new(t).read_to_close();
 }
+
+/// Sends a WebSocket close (`code`, when given) and reads until the peer's close and the end
+/// of the connection; returns the close code the peer answered with.
+pub fn ws_close<S: Read + Write>(
+    ws: &mut tungstenite::WebSocket<S>,
+    code: Option<u16>,
+) -> Option<u16> {
+    let frame = code.map(|c| tungstenite::protocol::CloseFrame {
+        code: c.into(),
+        reason: "bye".into(),
+    });
+    ws.close(frame).expect("send close");
+    let mut answered = None;
+    for _ in 0..10 {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(frame)) => answered = frame.map(|f| u16::from(f.code)),
+            Ok(other) => panic!("after close: {other:?}"),
+            Err(tungstenite::Error::ConnectionClosed) => return answered,
+            Err(e) => panic!("closing: {e}"),
+        }
+    }
+    panic!("the close handshake did not complete");
+}
