@@ -196,6 +196,8 @@ fn live_events(driver: &str) {
         "the lynxio.ca request was not filtered: {req}"
     );
     let id = req["id"].clone();
+    let resp = next_event(&mut lines, |v| v["ev"] == "response" && v["id"] == id);
+    assert_eq!(resp["status"], 200);
     let end = next_event(&mut lines, |v| v["ev"] == "end" && v["id"] == id);
     assert_eq!(end["status"], 200);
     assert_eq!(end["outcome"], "completed");

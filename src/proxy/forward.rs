@@ -193,6 +193,8 @@ struct End {
 /// flowing (the two run at once, so each gets its own fields).
 struct Receiving<'f> {
     id: FlowId,
+    /// The flow's host for event filters (set only when someone reads events).
+    host: &'f Option<std::sync::Arc<str>>,
     started: Instant,
     response: &'f mut ResponseSide,
     response_started: &'f Cell<bool>,
@@ -203,6 +205,7 @@ impl<'f> Receiving<'f> {
     fn of(flow: &'f mut Flow) -> Self {
         Receiving {
             id: flow.id,
+            host: &flow.host,
             started: flow.started,
             response: &mut flow.response,
             response_started: &flow.response_started,
@@ -232,6 +235,7 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     } = up;
     let Flow {
         id,
+        host,
         started,
         request_body,
         request_complete,
@@ -265,6 +269,7 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     });
     let mut recv_state = Receiving {
         id: *id,
+        host,
         started: *started,
         response,
         response_started,
@@ -403,7 +408,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     flow.response.status = Some(resp.status);
     let ttfb = flow.started.elapsed();
     flow.response.ttfb = Some(ttfb);
-    report::response_from_origin(worker, flow.id, &resp, ttfb);
+    report::response_from_origin(worker, flow.id, flow.host, &resp, ttfb);
     write_within(t.response, write_vec(cw, out))
         .await
         .map_err(ProxyError::ClientIo)?;
@@ -457,7 +462,7 @@ async fn switch<W: AsyncWriteRent>(
     flow.response.status = Some(101);
     let ttfb = flow.started.elapsed();
     flow.response.ttfb = Some(ttfb);
-    report::response_from_origin(worker, flow.id, resp, ttfb);
+    report::response_from_origin(worker, flow.id, flow.host, resp, ttfb);
     write_within(worker.cfg.timeouts.response, write_vec(cw, out))
         .await
         .map_err(ProxyError::ClientIo)?;

@@ -123,10 +123,16 @@ pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str)
 }
 
 /// The origin's final response head is being sent to the client.
-pub fn response_from_origin(worker: &Worker, id: FlowId, resp: &ResponseHead, ttfb: Duration) {
+pub fn response_from_origin(
+    worker: &Worker,
+    id: FlowId,
+    host: &Option<Arc<str>>,
+    resp: &ResponseHead,
+    ttfb: Duration,
+) {
     if let Some(tap) = worker.events() {
         tap.emit(Event {
-            host: Arc::from(""),
+            host: host.clone().unwrap_or_else(|| Arc::from("")),
             kind: EventKind::Response(event::Response {
                 id,
                 status: resp.status,
