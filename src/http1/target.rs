@@ -39,7 +39,7 @@ impl Scheme {
 /// The request-target, classified (RFC 9112 §3.2). Borrowed from the head's bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target<'a> {
-    /// absolute-form: `authority` = the exact authority bytes (host[:port]) for the Host header;
+    /// absolute-form: `authority` = the exact authority bytes (`host[:port]`) for the Host header;
     /// `host` lowercased (IPv6 without brackets), `port` explicit or scheme default; `path` = the
     /// path-and-query exactly as sent, or b"/" if empty (a bare "?q" becomes "/?q").
     Absolute {

@@ -1,6 +1,6 @@
 //! The root certificate authority lynxio signs its leaf certificates with. On first use
 //! [`load_or_create`] makes the CA directory (mode 0700) and an ECDSA P-256 root (CN
-//! "lynxio CA <host>", O "lynxio", CA basic constraint with path length 0, keyCertSign + cRLSign,
+//! `"lynxio CA <host>"`, O "lynxio", CA basic constraint with path length 0, keyCertSign + cRLSign,
 //! backdated a day, valid ten years), written as `ca.pem` and `ca-key.pem` (0600), each
 //! atomically through a temporary file and a rename. Later runs load both files and check them:
 //! the key must match the certificate and the pair must sign a leaf that rustls' webpki verifier
