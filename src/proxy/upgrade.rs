@@ -70,6 +70,7 @@ pub async fn relay_tcp(
     };
     // The origin side is TLS: copy through the halves.
     let (cr, cw) = client.into_split();
+    // The fd is only read by the pool's liveness peek; this connection never goes back there.
     let mut up = Upstream::from_parts(r, w, -1);
     up.buf = buf;
     let buf = crate::net::ReadBuf::from_prefix(pending);
