@@ -539,10 +539,12 @@ impl FrameInspector {
 }
 
 /// XORs `buf`, which starts `offset` bytes into a frame's payload, with the mask `key`.
-fn unmask(buf: &mut [u8], key: [u8; 4], offset: u64) {
-    let shift = (offset % 4) as usize;
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b ^= key[(shift + i) % 4];
+fn unmask(buf: &mut [u8], mut key: [u8; 4], offset: u64) {
+    key.rotate_left((offset % 4) as usize);
+    for group in buf.chunks_mut(4) {
+        for (b, k) in group.iter_mut().zip(key) {
+            *b ^= k;
+        }
     }
 }
 

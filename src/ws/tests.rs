@@ -267,8 +267,12 @@ fn one_mib_binary_is_counted_not_kept() {
     let s = frame(C2S, true, 0x2, &payload);
     let mut ins = FrameInspector::new(C2S, false, 32);
     let mut out = Vec::new();
+    assert!(ins.at_message_boundary());
     for c in s.chunks(4096) {
         ins.feed(c, &mut out).unwrap();
+        if out.is_empty() {
+            assert!(!ins.at_message_boundary());
+        }
     }
     assert!(ins.at_message_boundary());
     assert_eq!(
