@@ -240,7 +240,148 @@ fn origin_speaks_first(driver: &str) {
     conversation(&mut ws);
 }
 
+/// A path under the temp dir unique to this process, test and driver (removed first).
+fn temp_file(name: &str, driver: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!("lynxio-ws-{}-{name}-{driver}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// SIGTERM the proxy and parse its capture file.
+fn capture_of(mut proxy: Proxy, path: &std::path::Path) -> Vec<serde_json::Value> {
+    proxy.signal(15);
+    assert!(
+        proxy.wait_exit(Duration::from_secs(15)).is_some(),
+        "no exit on SIGTERM"
+    );
+    std::fs::read_to_string(path)
+        .expect("read capture")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// With a capture, the session is inspected: every byte still passes (the whole conversation
+/// works), and each message, ping/pong and close becomes an event with its direction, length,
+/// fragments and first bytes; the session's end carries message counts.
+fn inspected_with_capture(driver: &str) {
+    let origin = ws_echo_origin();
+    let path = temp_file("inspect", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--capture",
+            path.to_str().expect("utf-8"),
+            "--capture-bodies",
+            "16",
+        ],
+    );
+    let url = origin.url("/chat");
+    let mut ws = upgrade(Reader::new(proxy.connect()), &url, &origin.addr.to_string());
+    conversation(&mut ws);
+    drop(ws);
+    proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains(" upgrade=websocket ")
+        })
+        .expect("the session ended");
+    let events = capture_of(proxy, &path);
+    let open = events
+        .iter()
+        .find(|e| e["ev"] == "ws_open")
+        .expect("ws_open");
+    assert_eq!(open["url"], url.as_str());
+    let id = open["id"].clone();
+    let msgs: Vec<&serde_json::Value> = events
+        .iter()
+        .filter(|e| e["ev"] == "ws_message" && e["id"] == id)
+        .collect();
+    let find = |from: &str, opcode: &str, length: u64| {
+        msgs.iter()
+            .find(|m| m["from"] == from && m["opcode"] == opcode && m["length"] == length)
+            .unwrap_or_else(|| panic!("no {from} {opcode} of {length} bytes in {msgs:#?}"))
+    };
+    assert_eq!(find("client", "text", 5)["data"]["data"], "hello");
+    assert_eq!(find("server", "text", 5)["data"]["data"], "hello");
+    let big = find("client", "binary", 1024 * 1024);
+    assert_eq!(big["data"]["truncated"], true);
+    assert_eq!(big["data"]["encoding"], "base64");
+    let frag = find("client", "text", 10);
+    assert_eq!(frag["fragments"], 3);
+    assert_eq!(frag["data"]["data"], "fragmented");
+    assert_eq!(find("client", "ping", 2)["data"]["data"], "p1");
+    assert_eq!(find("server", "pong", 2)["data"]["data"], "p1");
+    let closes: Vec<_> = events
+        .iter()
+        .filter(|e| e["ev"] == "ws_close" && e["id"] == id)
+        .collect();
+    assert!(
+        closes
+            .iter()
+            .any(|c| c["from"] == "client" && c["code"] == 1000),
+        "{closes:#?}"
+    );
+    assert!(closes.iter().any(|c| c["from"] == "server"), "{closes:#?}");
+    let end = events
+        .iter()
+        .find(|e| e["ev"] == "end" && e["id"] == id)
+        .expect("end");
+    assert_eq!(end["status"], 101);
+    assert_eq!(end["upgrade"]["protocol"], "websocket");
+    assert_eq!(end["upgrade"]["messages_up"], 5, "{end}");
+    assert_eq!(end["upgrade"]["messages_down"], 5, "{end}");
+    let _ = std::fs::remove_file(&path);
+}
+
+/// In inspect mode, an unmasked client frame (RFC 6455 §5.1) ends the session: the client gets
+/// a close frame with 1002 and the connection ends, the frame never reaches the origin, and a
+/// `ws_error` event and a warning say why.
+fn protocol_error_closes_both(driver: &str) {
+    let origin = ws_echo_origin();
+    let path = temp_file("bad-frame", driver);
+    let proxy = Proxy::start(driver, &["--capture", path.to_str().expect("utf-8")]);
+    let mut r = Reader::new(proxy.connect());
+    r.get_mut()
+        .write_all(handshake(&origin.url("/chat"), &origin.addr.to_string()).as_bytes())
+        .expect("handshake");
+    assert_eq!(r.response_head().expect("101").status, 101);
+    r.get_mut()
+        .write_all(b"\x81\x02hi")
+        .expect("unmasked frame");
+    let back = r.read_to_close();
+    assert!(back.len() >= 4, "no close frame: {back:?}");
+    assert_eq!(back[0], 0x88, "a close frame: {back:?}");
+    assert_eq!(u16::from_be_bytes([back[2], back[3]]), 1002, "{back:?}");
+    assert!(
+        proxy
+            .wait_for_line(Duration::from_secs(5), |l| l
+                .contains("WebSocket protocol error"))
+            .is_some(),
+        "{}",
+        proxy.log()
+    );
+    let events = capture_of(proxy, &path);
+    let err = events
+        .iter()
+        .find(|e| e["ev"] == "ws_error")
+        .unwrap_or_else(|| panic!("no ws_error: {events:#?}"));
+    assert_eq!(
+        (err["from"].clone(), err["code"].clone()),
+        ("client".into(), 1002.into())
+    );
+    let end = events.iter().find(|e| e["ev"] == "end").expect("end");
+    assert_eq!(end["outcome"], "aborted");
+    assert_eq!(end["upgrade"]["end"], "client protocol error");
+    assert!(
+        !events.iter().any(|e| e["ev"] == "ws_message"),
+        "the bad frame was reported as a message"
+    );
+    let _ = std::fs::remove_file(&path);
+}
+
 drivers!(
+    inspected_with_capture,
+    protocol_error_closes_both,
     absolute_form,
     refused_upgrade_stays_http,
     in_tunnel_after_keepalive,

@@ -45,6 +45,10 @@ impl Event {
             EventKind::TunnelOpen(_) => "tunnel_open",
             EventKind::TunnelClose(_) => "tunnel_close",
             EventKind::Error(_) => "error",
+            EventKind::WsOpen(_) => "ws_open",
+            EventKind::WsMessage(_) => "ws_message",
+            EventKind::WsClose(_) => "ws_close",
+            EventKind::WsError(_) => "ws_error",
         }
     }
 }
@@ -65,6 +69,62 @@ pub enum EventKind {
     TunnelClose(TunnelClose),
     /// Something failed outside an exchange: an unreadable request head, a client TLS handshake.
     Error(ErrorEvent),
+    /// A WebSocket session started (the origin's `101` reached the client); its id is the
+    /// handshake exchange's.
+    WsOpen(WsOpen),
+    /// A WebSocket message (data, ping or pong) passed, in either direction.
+    WsMessage(WsMessage),
+    /// A WebSocket close frame passed.
+    WsClose(WsClose),
+    /// A WebSocket protocol error: both sides were sent a close frame with `code`.
+    WsError(WsError),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WsOpen {
+    pub id: FlowId,
+    pub ts: Timestamp,
+    pub url: String,
+    /// `Sec-WebSocket-Protocol` the origin chose.
+    pub subprotocol: Option<String>,
+    /// `Sec-WebSocket-Extensions` the origin accepted (e.g. permessage-deflate).
+    pub extensions: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WsMessage {
+    pub id: FlowId,
+    /// Who sent it: `client` or `server`.
+    pub from: &'static str,
+    /// `text`, `binary`, `ping` or `pong`.
+    pub opcode: &'static str,
+    /// Payload bytes (all fragments; compressed size when `compressed`).
+    pub length: u64,
+    pub fragments: u32,
+    /// Sent with permessage-deflate: `data` is the compressed bytes.
+    pub compressed: bool,
+    /// The first bytes of the payload (unmasked), up to the capture body cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<Body>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WsClose {
+    pub id: FlowId,
+    /// Who sent the close frame: `client` or `server`.
+    pub from: &'static str,
+    pub code: Option<u16>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WsError {
+    pub id: FlowId,
+    /// Whose frames broke the protocol: `client` or `server`.
+    pub from: &'static str,
+    /// The close code both sides were sent (1002 protocol error, 1007 invalid payload).
+    pub code: u16,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -129,9 +189,15 @@ pub struct UpgradeInfo {
     pub bytes_up: u64,
     /// Origin → client bytes after the switch.
     pub bytes_down: u64,
-    /// `done`, `idle timeout`, `client failed` or `origin failed`.
+    /// `done`, `idle timeout`, `client failed`, `origin failed`, or `client protocol error` /
+    /// `origin protocol error` (inspected sessions).
     pub end: &'static str,
     pub error: Option<String>,
+    /// Messages each way (data, ping and pong), when the session was inspected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_up: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub messages_down: Option<u64>,
 }
 
 /// The origin connection an exchange used.

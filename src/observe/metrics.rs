@@ -121,10 +121,12 @@ pub enum ErrorKind {
     ClientIo,
     /// A client's TLS handshake with an intercepting lynxio failed.
     ClientTls,
+    /// A WebSocket peer broke the protocol (inspected sessions).
+    WebSocketProtocol,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 16] = [
         ErrorKind::BadRequest,
         ErrorKind::NotProxyRequest,
         ErrorKind::Refused,
@@ -140,6 +142,7 @@ impl ErrorKind {
         ErrorKind::UpstreamIo,
         ErrorKind::ClientIo,
         ErrorKind::ClientTls,
+        ErrorKind::WebSocketProtocol,
     ];
 
     pub fn label(self) -> &'static str {
@@ -159,6 +162,7 @@ impl ErrorKind {
             ErrorKind::UpstreamIo => "upstream_io",
             ErrorKind::ClientIo => "client_io",
             ErrorKind::ClientTls => "client_tls",
+            ErrorKind::WebSocketProtocol => "websocket_protocol",
         }
     }
 }

@@ -24,7 +24,10 @@ use crate::net::{PoolKey, ReadBuf};
 
 use super::body::write_within;
 use super::connect::{self, Intercepted, Sniffed};
-use super::ctx::{CLIENT_BUF_SIZE, Client, ConnCtx, Flow, Peer, TunnelOrigin, Upstream, Worker};
+use super::ctx::flow::Outcome;
+use super::ctx::{
+    CLIENT_BUF_SIZE, Client, ConnCtx, Flow, Peer, TunnelOrigin, Upstream, Worker, WsHandshake,
+};
 use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
 use super::{local, route, upgrade};
@@ -48,6 +51,7 @@ pub enum Served {
 /// An upgraded exchange waiting for its relay.
 pub struct Upgraded {
     pub up: Upstream,
+    pub handshake: WsHandshake,
     pub flow: Flow,
     pub head: RequestHead,
     pub port: u16,
@@ -108,6 +112,7 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
 async fn relay_upgraded_tcp(worker: &Worker, client: TcpClient, u: Upgraded) -> (u64, u64) {
     let Upgraded {
         up,
+        handshake,
         mut flow,
         head,
         port,
@@ -119,14 +124,16 @@ async fn relay_upgraded_tcp(worker: &Worker, client: TcpClient, u: Upgraded) -> 
             let pending = buf.bytes().to_vec();
             buf.consume(pending.len());
             drop(buf);
-            upgrade::relay_tcp(worker, stream, pending, up, &mut flow)
+            upgrade::relay_tcp(worker, stream, pending, up, &handshake, &mut flow)
                 .instrument(span)
                 .await;
         }
         // Cannot happen: both halves come from the same `into_split`.
         Err(_) => tracing::error!(id = %flow.id, "cannot reunite client halves; closing"),
     }
-    flow.complete();
+    if matches!(flow.outcome, Outcome::Pending) {
+        flow.complete();
+    }
     report::finish(worker, &mut flow, &head, port);
     flow.upgrade
         .as_ref()
@@ -213,15 +220,18 @@ async fn serve_intercepted(
     if let Served::Upgraded(u) = served {
         let Upgraded {
             up,
+            handshake,
             flow: mut inner,
             head,
             port,
         } = *u;
         let span = flow_span(&inner);
-        upgrade::relay(worker, &mut client, up, &mut inner)
+        upgrade::relay(worker, &mut client, up, &handshake, &mut inner)
             .instrument(span)
             .await;
-        inner.complete();
+        if matches!(inner.outcome, Outcome::Pending) {
+            inner.complete();
+        }
         if let Some(u) = &inner.upgrade {
             client.moved.0 += u.bytes_up;
             client.moved.1 += u.bytes_down;
@@ -277,7 +287,7 @@ enum After {
     Close,
     Tunnel(TcpStream, TunnelOrigin),
     /// The origin's `101` reached the client: relay (route port for the report).
-    Upgraded(Upstream, u16),
+    Upgraded(Upstream, WsHandshake, u16),
 }
 
 /// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
@@ -333,9 +343,10 @@ pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
                     flow: Box::new(flow),
                 };
             }
-            After::Upgraded(up, port) => {
+            After::Upgraded(up, handshake, port) => {
                 return Served::Upgraded(Box::new(Upgraded {
                     up,
+                    handshake,
                     flow,
                     head,
                     port,
@@ -389,9 +400,9 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     };
     match result {
         // The connection's owner relays it: it knows whether both ends are plain sockets.
-        Ok(Forwarded::Upgraded(up)) => After::Upgraded(up, route.port),
+        Ok(Forwarded::Upgraded(up, handshake)) => After::Upgraded(up, handshake, route.port),
         Ok(Forwarded::Done { keep }) => {
-            if matches!(flow.outcome, super::ctx::flow::Outcome::Pending) {
+            if matches!(flow.outcome, Outcome::Pending) {
                 flow.complete();
             }
             finish(worker, client, head, flow, route.port);

@@ -238,6 +238,8 @@ pub async fn established(
         TunnelEnd::IdleTimeout => ("idle timeout", None),
         TunnelEnd::ClientError(e) => ("client failed", Some(e)),
         TunnelEnd::OriginError(e) => ("origin failed", Some(e)),
+        // Only the relay over halves has taps.
+        TunnelEnd::Refused { .. } => ("refused", None),
     };
     let ended = TunnelEnded {
         up: stats.client_to_origin,

@@ -27,7 +27,7 @@ use crate::observe::event::FlowId;
 
 use super::body::{self, ChunkMode, RelayError, write_within};
 use super::ctx::flow::{ResponseSide, Tally};
-use super::ctx::{Client, ConnCtx, Flow, Route, Upstream, Worker};
+use super::ctx::{Client, ConnCtx, Flow, Route, Upstream, Worker, WsHandshake};
 use super::{report, upstream};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
@@ -50,7 +50,7 @@ pub enum Forwarded {
     Done { keep: bool },
     /// The origin switched protocols (`101` to a WebSocket handshake), and the client has the
     /// `101`: both connections now belong to the upgraded protocol.
-    Upgraded(Upstream),
+    Upgraded(Upstream, WsHandshake),
 }
 
 /// Run one request through the pipeline (route already decided). On an error,
@@ -130,7 +130,10 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             }
         };
         match outcome {
-            Ok(end) if end.upgraded => return Ok(Forwarded::Upgraded(up)),
+            Ok(end) if end.upgraded.is_some() => {
+                let handshake = end.upgraded.unwrap_or_default();
+                return Ok(Forwarded::Upgraded(up, handshake));
+            }
             Ok(end) => {
                 if end.upstream_reusable {
                     up.reused = true;
@@ -185,8 +188,8 @@ async fn write_all_keep<W: AsyncWriteRent>(w: &mut W, out: &mut Vec<u8>) -> std:
 struct End {
     client_keep: bool,
     upstream_reusable: bool,
-    /// The origin's `101` (to a WebSocket handshake) went to the client.
-    upgraded: bool,
+    /// The origin's `101` (to a WebSocket handshake) went to the client, agreeing to this.
+    upgraded: Option<WsHandshake>,
 }
 
 /// The parts of the flow the response side writes while the request body may still be
@@ -434,7 +437,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
             && kind != BodyKind::UntilClose
             && up_buf.is_empty()
             && flow.request_complete.get(),
-        upgraded: false,
+        upgraded: None,
     })
 }
 
@@ -466,10 +469,21 @@ async fn switch<W: AsyncWriteRent>(
     write_within(worker.cfg.timeouts.response, write_vec(cw, out))
         .await
         .map_err(ProxyError::ClientIo)?;
+    let text = |name: &str| {
+        let values: Vec<_> = resp
+            .headers
+            .get_all(name)
+            .map(String::from_utf8_lossy)
+            .collect();
+        (!values.is_empty()).then(|| values.join(", "))
+    };
     Ok(End {
         client_keep: false,
         upstream_reusable: false,
-        upgraded: true,
+        upgraded: Some(WsHandshake {
+            subprotocol: text("sec-websocket-protocol"),
+            extensions: text("sec-websocket-extensions"),
+        }),
     })
 }
 

@@ -15,10 +15,11 @@ use crate::observe::event::{
     self, ErrorEvent, Event, EventKind, Fields, FlowId, Timestamp, UpstreamInfo,
 };
 use crate::observe::metrics::{ErrorKind, MethodClass, TunnelKind};
+use crate::ws::{DataOpcode, Observed, ProtocolError};
 
 use super::access::{AccessLog, Level, Value};
-use super::ctx::Worker;
 use super::ctx::flow::{Flow, Outcome};
+use super::ctx::{Worker, WsHandshake};
 
 /// What a tunnel turned out to be, for its log line and events.
 #[derive(Debug, Clone)]
@@ -407,4 +408,92 @@ pub fn tunnel_close(worker: &Worker, flow: &Flow, tunnel: &Tunnel, ended: &Tunne
             rule: flow.rule.clone(),
         }),
     });
+}
+
+/// A WebSocket session started: `ws_open` for readers.
+pub fn ws_open(worker: &Worker, flow: &Flow, handshake: &WsHandshake) {
+    if let Some(tap) = worker.events() {
+        tap.emit(Event {
+            host: flow.event_host(),
+            kind: EventKind::WsOpen(event::WsOpen {
+                id: flow.id,
+                ts: Timestamp(SystemTime::now()),
+                url: flow.url.clone(),
+                subprotocol: handshake.subprotocol.clone(),
+                extensions: handshake.extensions.clone(),
+            }),
+        });
+    }
+}
+
+/// Something a frame inspector saw pass (`from`: `client` or `server`).
+pub fn ws_observed(worker: &Worker, flow: &Flow, from: &'static str, seen: Observed) {
+    let Some(tap) = worker.events() else {
+        return;
+    };
+    let kept = |first: Vec<u8>, truncated: bool| {
+        (worker.cfg.capture_bodies > 0).then_some(event::Body {
+            bytes: first,
+            truncated,
+        })
+    };
+    let is_ping = matches!(seen, Observed::Ping { .. });
+    let kind = match seen {
+        Observed::Message {
+            opcode,
+            length,
+            fragments,
+            compressed,
+            first,
+            truncated,
+        } => EventKind::WsMessage(event::WsMessage {
+            id: flow.id,
+            from,
+            opcode: match opcode {
+                DataOpcode::Text => "text",
+                DataOpcode::Binary => "binary",
+            },
+            length,
+            fragments,
+            compressed,
+            data: kept(first, truncated),
+        }),
+        Observed::Ping { length, first } | Observed::Pong { length, first } => {
+            let opcode = if is_ping { "ping" } else { "pong" };
+            EventKind::WsMessage(event::WsMessage {
+                id: flow.id,
+                from,
+                opcode,
+                length,
+                fragments: 1,
+                compressed: false,
+                data: kept(first, false),
+            })
+        }
+        Observed::Close { code, reason } => EventKind::WsClose(event::WsClose {
+            id: flow.id,
+            from,
+            code,
+            reason,
+        }),
+    };
+    tap.emit(Event {
+        host: flow.event_host(),
+        kind,
+    });
+}
+
+/// A WebSocket peer broke the protocol: `ws_error` for readers.
+pub fn ws_error(worker: &Worker, flow: &Flow, from: &'static str, e: &ProtocolError) {
+    if let Some(tap) = worker.events() {
+        tap.emit(Event {
+            host: flow.event_host(),
+            kind: EventKind::WsError(event::WsError {
+                id: flow.id,
+                from,
+                code: e.code,
+                reason: e.reason.to_owned(),
+            }),
+        });
+    }
 }

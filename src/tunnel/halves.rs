@@ -19,18 +19,25 @@ use super::{TunnelEnd, TunnelStats};
 /// Buffer per direction.
 pub const HALVES_BUF_SIZE: usize = 16 * 1024;
 
+/// Sees every chunk read from a side before it is forwarded; `false` refuses it (the chunk is
+/// not forwarded and the relay ends).
+pub type Tap<'a> = &'a mut dyn FnMut(&[u8]) -> bool;
+
 /// One side of the relay: its halves and the bytes already read from it (sent on first).
 pub struct Half<'a, R, W> {
     pub r: &'a mut R,
     pub w: &'a mut W,
     /// Bytes read from this side before the switch, to go to the other side first.
     pub pending: Vec<u8>,
+    /// Optional tap on the bytes read from this side.
+    pub tap: Option<Tap<'a>>,
 }
 
 /// Why one direction stopped.
 enum Stop {
     Read(io::Error),
     Write(io::Error),
+    Refused,
 }
 
 /// Relay between `client` and `origin` until both directions end, one fails, or nothing moves
@@ -53,14 +60,16 @@ where
         r: cr,
         w: cw,
         pending: from_client,
+        tap: client_tap,
     } = client;
     let Half {
         r: or,
         w: ow,
         pending: from_origin,
+        tap: origin_tap,
     } = origin;
-    let mut c2o = Some(pin!(copy(cr, ow, from_client, &up, &last)));
-    let mut o2c = Some(pin!(copy(or, cw, from_origin, &down, &last)));
+    let mut c2o = Some(pin!(copy(cr, ow, from_client, client_tap, &up, &last)));
+    let mut o2c = Some(pin!(copy(or, cw, from_origin, origin_tap, &down, &last)));
     let mut watchdog = pin!(idle_watch(&last, idle));
     let end = std::future::poll_fn(|cx| {
         if let Some(f) = c2o.as_mut()
@@ -71,6 +80,9 @@ where
                 Ok(()) => {}
                 Err(Stop::Read(e)) => return Poll::Ready(TunnelEnd::ClientError(e)),
                 Err(Stop::Write(e)) => return Poll::Ready(TunnelEnd::OriginError(e)),
+                Err(Stop::Refused) => {
+                    return Poll::Ready(TunnelEnd::Refused { from_client: true });
+                }
             }
         }
         if let Some(f) = o2c.as_mut()
@@ -81,6 +93,9 @@ where
                 Ok(()) => {}
                 Err(Stop::Read(e)) => return Poll::Ready(TunnelEnd::OriginError(e)),
                 Err(Stop::Write(e)) => return Poll::Ready(TunnelEnd::ClientError(e)),
+                Err(Stop::Refused) => {
+                    return Poll::Ready(TunnelEnd::Refused { from_client: false });
+                }
             }
         }
         if c2o.is_none() && o2c.is_none() {
@@ -96,16 +111,23 @@ where
     (stats, end)
 }
 
-/// One direction: `pending` first, then everything read until EOF, which shuts `w`.
+/// One direction: `pending` first, then everything read until EOF, which shuts `w`; each
+/// chunk passes `tap` first.
 async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
     r: &mut R,
     w: &mut W,
     pending: Vec<u8>,
+    mut tap: Option<Tap<'_>>,
     moved: &Cell<u64>,
     last: &Cell<Instant>,
 ) -> Result<(), Stop> {
     let mut buf = pending;
     if !buf.is_empty() {
+        if let Some(tap) = tap.as_mut()
+            && !tap(&buf)
+        {
+            return Err(Stop::Refused);
+        }
         let n = buf.len() as u64;
         let (res, b) = w.write_all(buf).await;
         res.map_err(Stop::Write)?;
@@ -124,6 +146,11 @@ async fn copy<R: AsyncReadRent, W: AsyncWriteRent>(
             return Ok(());
         }
         last.set(Instant::now());
+        if let Some(tap) = tap.as_mut()
+            && !tap(b.get(..n).unwrap_or_default())
+        {
+            return Err(Stop::Refused);
+        }
         let (res, mut b) = w.write_all(b).await;
         res.map_err(Stop::Write)?;
         moved.set(moved.get() + n as u64);

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
-pub use halves::{HALVES_BUF_SIZE, Half, relay_halves};
+pub use halves::{HALVES_BUF_SIZE, Half, Tap, relay_halves};
 pub use pool::{COPY_BUF_SIZE, MAX_IDLE_BUFFERS, MAX_IDLE_PIPES, TunnelPools};
 
 use pump::{Pump, Side, SideError};
@@ -82,6 +82,9 @@ pub enum TunnelEnd {
     ClientError(io::Error),
     /// Reading from or writing to the origin failed.
     OriginError(io::Error),
+    /// A tap on the bytes of one side (`from_client`: the client's) refused them; they were not
+    /// forwarded (relays over halves only).
+    Refused { from_client: bool },
 }
 
 impl From<SideError> for TunnelEnd {

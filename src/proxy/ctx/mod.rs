@@ -230,6 +230,24 @@ pub struct Route<'a> {
     pub path: std::borrow::Cow<'a, [u8]>,
 }
 
+/// What an origin's `101` agreed to for a WebSocket session (for inspection and events).
+#[derive(Debug, Clone, Default)]
+pub struct WsHandshake {
+    /// `Sec-WebSocket-Protocol` of the 101.
+    pub subprotocol: Option<String>,
+    /// `Sec-WebSocket-Extensions` of the 101.
+    pub extensions: Option<String>,
+}
+
+impl WsHandshake {
+    /// Whether permessage-deflate was negotiated (frames may carry RSV1).
+    pub fn deflate(&self) -> bool {
+        self.extensions
+            .as_deref()
+            .is_some_and(|e| e.to_ascii_lowercase().contains("permessage-deflate"))
+    }
+}
+
 /// A connection to an origin, split so a request body and the response can flow at once.
 pub struct Upstream {
     pub r: UpRead,
