@@ -379,7 +379,101 @@ fn protocol_error_closes_both(driver: &str) {
     let _ = std::fs::remove_file(&path);
 }
 
+/// permessage-deflate negotiated end to end: compressed frames (RSV1) pass byte-exact both
+/// ways in inspect mode, and their events say `compressed` (RFC 7692 §7.2.3.1's "Hello").
+fn deflate_passes_inspection(driver: &str) {
+    const HELLO_DEFLATED: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    const MASK: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
+    let mut client_frame = vec![0xc1, 0x80 | HELLO_DEFLATED.len() as u8];
+    client_frame.extend_from_slice(&MASK);
+    client_frame.extend(
+        HELLO_DEFLATED
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b ^ MASK[i % 4]),
+    );
+    let mut server_frame = vec![0xc1, HELLO_DEFLATED.len() as u8];
+    server_frame.extend_from_slice(HELLO_DEFLATED);
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let tx = std::sync::Mutex::new(tx);
+    let (want, reply) = (client_frame.len(), server_frame.clone());
+    let origin = Origin::start(move |s| {
+        let mut r = Reader::new(s);
+        let Some(req) = r.request_head() else { return };
+        let key = req.header("sec-websocket-key").unwrap_or_default();
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+            derive_accept_key(key.as_bytes())
+        );
+        if r.get_mut().write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        let got = r.take_exact(want).unwrap_or_default();
+        let _ = tx.lock().map(|t| t.send(got));
+        let _ = r.get_mut().write_all(&reply);
+        let _ = r.read_to_close();
+    });
+    let path = temp_file("deflate", driver);
+    let proxy = Proxy::start(
+        driver,
+        &[
+            "--capture",
+            path.to_str().expect("utf-8"),
+            "--capture-bodies",
+            "64",
+        ],
+    );
+    let mut r = Reader::new(proxy.connect());
+    let mut req = handshake(&origin.url("/z"), &origin.addr.to_string());
+    req.insert_str(
+        req.len() - 2,
+        "Sec-WebSocket-Extensions: permessage-deflate\r\n",
+    );
+    r.get_mut().write_all(req.as_bytes()).expect("handshake");
+    let resp = r.response_head().expect("101");
+    assert_eq!(resp.status, 101);
+    assert_eq!(
+        resp.header("sec-websocket-extensions"),
+        Some("permessage-deflate")
+    );
+    r.get_mut()
+        .write_all(&client_frame)
+        .expect("compressed frame");
+    let got = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("origin got the frame");
+    assert_eq!(
+        got, client_frame,
+        "the compressed frame was not passed byte-exact"
+    );
+    assert_eq!(
+        r.take_exact(server_frame.len()).expect("server frame"),
+        server_frame
+    );
+    drop(r);
+    proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains(" upgrade=websocket ")
+        })
+        .expect("the session ended");
+    let events = capture_of(proxy, &path);
+    let open = events
+        .iter()
+        .find(|e| e["ev"] == "ws_open")
+        .expect("ws_open");
+    assert_eq!(open["extensions"], "permessage-deflate");
+    let msgs: Vec<_> = events.iter().filter(|e| e["ev"] == "ws_message").collect();
+    assert_eq!(msgs.len(), 2, "{msgs:#?}");
+    for m in msgs {
+        assert_eq!(m["compressed"], true, "{m}");
+        assert_eq!(m["length"], HELLO_DEFLATED.len(), "{m}");
+    }
+    let _ = std::fs::remove_file(&path);
+}
+
 drivers!(
+    deflate_passes_inspection,
     inspected_with_capture,
     protocol_error_closes_both,
     absolute_form,
