@@ -880,7 +880,12 @@ fn intercepted_connect_refused_and_logged(driver: &str) {
 /// sessions until the close handshake.
 fn wss_through_interception(driver: &str) {
     use tungstenite::{Bytes, Message as Ws};
-    let fx = MitmFixture::start("wss", driver, "localhost", Upstream::TestCa, true);
+    let mut fx = MitmFixture::start("wss", driver, "localhost", Upstream::TestCa, true);
+    // With a capture the session is inspected as well: events for the decrypted frames.
+    let capture = temp_path("wss-capture.jsonl", driver);
+    fx.flags
+        .extend(["--capture".to_owned(), path_str(&capture).to_owned()]);
+    fx.restart();
     let target = fx.localhost_target();
     let tls = fx
         .tls(&target, "localhost", roots_of(&[fx.ca()]))
@@ -919,6 +924,38 @@ fn wss_through_interception(driver: &str) {
     ws.send(Ws::Binary(big.clone())).expect("send 1 MiB");
     assert_eq!(ws.read().expect("echo"), Ws::Binary(big));
     ws_close(&mut ws, None);
+    drop(ws);
+    let proxy = fx.proxy.take().expect("the proxy is running");
+    proxy
+        .wait_for_line(std::time::Duration::from_secs(5), |l| {
+            l.contains(" upgrade=websocket ")
+        })
+        .unwrap_or_else(|| panic!("the session did not end:\n{}", proxy.log()));
+    let mut proxy = proxy;
+    proxy.signal(15);
+    assert!(
+        proxy
+            .wait_exit(std::time::Duration::from_secs(15))
+            .is_some()
+    );
+    let text = std::fs::read_to_string(&capture).expect("capture");
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    let open = events
+        .iter()
+        .find(|e| e["ev"] == "ws_open")
+        .expect("ws_open");
+    assert_eq!(open["url"], format!("https://{target}/chat").as_str());
+    assert!(
+        events.iter().any(|e| e["ev"] == "ws_message"
+            && e["from"] == "server"
+            && e["opcode"] == "binary"
+            && e["length"] == 1024 * 1024),
+        "{events:#?}"
+    );
+    let _ = std::fs::remove_file(&capture);
 }
 
 drivers!(

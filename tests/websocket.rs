@@ -204,10 +204,31 @@ fn refused_upgrade_stays_http(driver: &str) {
     assert_eq!(next.body_str(), "plain");
 }
 
-/// Inside a CONNECT tunnel, after three keep-alive requests, an origin-form handshake.
+/// Inside a CONNECT tunnel, after three keep-alive requests, an origin-form handshake; once
+/// relayed (spliced), once inspected (with `/events` live, events are read).
 fn in_tunnel_after_keepalive(driver: &str) {
+    for inspect in [false, true] {
+        in_tunnel(driver, inspect);
+    }
+}
+
+fn in_tunnel(driver: &str, inspect: bool) {
     let origin = ws_echo_origin();
-    let proxy = Proxy::start(driver, &[]);
+    let extra: &[&str] = if inspect {
+        &["--admin", "127.0.0.1:0"]
+    } else {
+        &[]
+    };
+    let proxy = Proxy::start(driver, extra);
+    // A live subscriber makes lynxio build events, so the session is inspected.
+    let _events = proxy.admin.map(|admin| {
+        let mut s = connect(admin);
+        s.write_all(b"GET /events HTTP/1.1\r\nHost: a\r\n\r\n")
+            .expect("subscribe");
+        let mut r = Reader::new(s);
+        assert_eq!(r.response_head().expect("SSE head").status, 200);
+        r
+    });
     let target = origin.addr.to_string();
     let mut s = proxy.connect();
     s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
@@ -225,6 +246,17 @@ fn in_tunnel_after_keepalive(driver: &str) {
     }
     let mut ws = upgrade(r, "/chat", &target);
     conversation(&mut ws);
+    drop(ws);
+    let line = proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains(" upgrade=websocket ")
+        })
+        .unwrap_or_else(|| panic!("the session did not end:\n{}", proxy.log()));
+    assert_eq!(
+        line.contains(" messages_up="),
+        inspect,
+        "inspected sessions count messages: {line}"
+    );
 }
 
 /// The origin sends a message in the same write as its 101: it reaches the client first.

@@ -198,6 +198,7 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
         Level::Warn
     };
     if AccessLog::enabled(level) {
+        let upgrade = flow.upgrade.as_ref();
         worker.access.line(
             level,
             "exchange",
@@ -215,22 +216,21 @@ pub fn finish(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) {
                 ("by", by.map(Value::Str)),
                 ("reason", reason.map(Value::Text)),
                 ("rule", flow.rule.as_deref().map(Value::Text)),
+                ("upgrade", upgrade.map(|u| Value::Str(u.protocol))),
+                ("up", upgrade.map(|u| Value::Num(u.bytes_up))),
+                ("down", upgrade.map(|u| Value::Num(u.bytes_down))),
                 (
-                    "upgrade",
-                    flow.upgrade.as_ref().map(|u| Value::Str(u.protocol)),
+                    "messages_up",
+                    upgrade.and_then(|u| u.messages_up).map(Value::Num),
                 ),
-                ("up", flow.upgrade.as_ref().map(|u| Value::Num(u.bytes_up))),
                 (
-                    "down",
-                    flow.upgrade.as_ref().map(|u| Value::Num(u.bytes_down)),
+                    "messages_down",
+                    upgrade.and_then(|u| u.messages_down).map(Value::Num),
                 ),
-                ("end", flow.upgrade.as_ref().map(|u| Value::Text(u.end))),
+                ("end", upgrade.map(|u| Value::Text(u.end))),
                 (
                     "error",
-                    flow.upgrade
-                        .as_ref()
-                        .and_then(|u| u.error.as_deref())
-                        .map(Value::Text),
+                    upgrade.and_then(|u| u.error.as_deref()).map(Value::Text),
                 ),
             ],
         );
