@@ -8,35 +8,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::Value;
-
-/// A path under the temp dir unique to this process, test and driver (removed first).
-fn temp_file(name: &str, driver: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!(
-        "lynxio-capture-{}-{name}-{driver}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// SIGTERM the proxy, wait for it to exit, and parse its capture file (every line JSON).
-fn finish_capture(mut proxy: Proxy, path: &Path) -> Vec<Value> {
-    proxy.signal(15);
-    assert!(
-        proxy.wait_exit(Duration::from_secs(15)).is_some(),
-        "lynxio did not exit on SIGTERM"
-    );
-    let text = std::fs::read_to_string(path).expect("read capture");
-    text.lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
 
 /// The single event of kind `ev` for flow `id`.
 fn event<'a>(events: &'a [Value], ev: &str, id: &Value) -> &'a Value {
@@ -68,7 +44,7 @@ fn has_header(headers: &Value, name: &str, value: &str) -> bool {
 fn capture_events(driver: &str) {
     let origin = Origin::http(|_| ok(b"hello"));
     let echo = echo_once_origin();
-    let path = temp_file("events", driver);
+    let path = capture_path("events", driver);
     let proxy = Proxy::start(driver, &["--capture", path.to_str().expect("utf-8")]);
 
     let post = origin.url("/post?q=1");
@@ -103,7 +79,7 @@ fn capture_events(driver: &str) {
         })
         .expect("tunnel finished");
 
-    let events = finish_capture(proxy, &path);
+    let events = stop_and_read_capture(proxy, &path);
     let mut ids: Vec<&Value> = events
         .iter()
         .filter(|e| e["ev"] == "request")
@@ -191,7 +167,6 @@ fn capture_events(driver: &str) {
     assert_eq!(close["bytes_down"], 5);
     assert_eq!(close["end"], "done");
     assert!(close["duration_ms"].as_f64().is_some());
-    let _ = std::fs::remove_file(&path);
 }
 
 /// `--capture-bodies 8`: text kept as UTF-8 and truncated, binary as base64, chunked bodies
@@ -208,7 +183,7 @@ fn capture_bodies(driver: &str) {
             .to_vec(),
     }
     });
-    let path = temp_file("bodies", driver);
+    let path = capture_path("bodies", driver);
     let proxy = Proxy::start(
         driver,
         &[
@@ -233,7 +208,7 @@ fn capture_bodies(driver: &str) {
         [0xff, 0xfe, 0, 1]
     );
     drop(c);
-    let events = finish_capture(proxy, &path);
+    let events = stop_and_read_capture(proxy, &path);
 
     let end = event(&events, "end", &request_for(&events, &text)["id"]);
     assert_eq!(end["request_body"]["encoding"], "utf8");
@@ -252,13 +227,12 @@ fn capture_bodies(driver: &str) {
     assert_eq!(end["response_body"]["encoding"], "base64");
     assert_eq!(end["response_body"]["data"], "//4AAQ==");
     assert_eq!(end["response_body"]["truncated"], false);
-    let _ = std::fs::remove_file(&path);
 }
 
 /// A capture FIFO that nobody reads: once its pipe buffer and the (tiny) queue are full,
 /// events are dropped and counted — every request is still answered promptly.
 fn blocked_writer_drops_events(driver: &str) {
-    let path = temp_file("fifo", driver);
+    let path = capture_path("fifo", driver);
     let cpath = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("path");
     // SAFETY: `cpath` is a valid NUL-terminated path for the duration of the calls.
     let reader = unsafe {
@@ -322,7 +296,6 @@ fn blocked_writer_drops_events(driver: &str) {
     // SAFETY: `reader` is the fd opened above and not used after this.
     unsafe { libc::close(reader) };
     drop(proxy);
-    let _ = std::fs::remove_file(&path);
 }
 
 /// `lynxio har` on a real capture: HAR 1.2 with the required fields and types, the tunnel
@@ -332,7 +305,7 @@ fn har_from_capture(driver: &str) {
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nSet-Cookie: s=1; Path=/\r\nContent-Length: 5\r\n\r\nhello"
             .to_vec()
     });
-    let path = temp_file("har", driver);
+    let path = capture_path("har", driver);
     let proxy = Proxy::start(
         driver,
         &[
@@ -356,14 +329,16 @@ fn har_from_capture(driver: &str) {
     );
     assert_eq!(roundtrip(&mut c, "POST", req.as_bytes()).status, 200);
     drop(c);
-    let events = finish_capture(proxy, &path);
+    let events = stop_and_read_capture(proxy, &path);
     assert!(events.len() >= 6, "{events:#?}");
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .expect("append");
-    file.write_all(b"{not json\n").expect("append a bad line");
-    drop(file);
+    // The capture as lynxio wrote it (one event per line), then a line that is not JSON.
+    let mut text = String::new();
+    for e in &events {
+        text.push_str(&e.to_string());
+        text.push('\n');
+    }
+    text.push_str("{not json\n");
+    std::fs::write(&path, text).expect("write the capture back");
 
     let out = Command::new(env!("CARGO_BIN_EXE_lynxio"))
         .arg("har")

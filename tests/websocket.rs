@@ -272,25 +272,15 @@ fn origin_speaks_first(driver: &str) {
     conversation(&mut ws);
 }
 
-/// A path under the temp dir unique to this process, test and driver (removed first).
-fn temp_file(name: &str, driver: &str) -> std::path::PathBuf {
-    let p = std::env::temp_dir().join(format!("lynxio-ws-{}-{name}-{driver}", std::process::id()));
-    let _ = std::fs::remove_file(&p);
-    p
-}
-
-/// SIGTERM the proxy and parse its capture file.
-fn capture_of(mut proxy: Proxy, path: &std::path::Path) -> Vec<serde_json::Value> {
-    proxy.signal(15);
-    assert!(
-        proxy.wait_exit(Duration::from_secs(15)).is_some(),
-        "no exit on SIGTERM"
-    );
-    std::fs::read_to_string(path)
-        .expect("read capture")
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
+/// Waits for the WebSocket session's access line (it is written when the relay ends), then
+/// stops the proxy and returns its capture.
+fn session_events(proxy: Proxy, path: &std::path::Path) -> Vec<serde_json::Value> {
+    proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains(" upgrade=websocket ")
+        })
+        .unwrap_or_else(|| panic!("the session did not end:\n{}", proxy.log()));
+    stop_and_read_capture(proxy, path)
 }
 
 /// With a capture, the session is inspected: every byte still passes (the whole conversation
@@ -298,7 +288,7 @@ fn capture_of(mut proxy: Proxy, path: &std::path::Path) -> Vec<serde_json::Value
 /// fragments and first bytes; the session's end carries message counts.
 fn inspected_with_capture(driver: &str) {
     let origin = ws_echo_origin();
-    let path = temp_file("inspect", driver);
+    let path = capture_path("inspect", driver);
     let proxy = Proxy::start(
         driver,
         &[
@@ -312,12 +302,7 @@ fn inspected_with_capture(driver: &str) {
     let mut ws = upgrade(Reader::new(proxy.connect()), &url, &origin.addr.to_string());
     conversation(&mut ws);
     drop(ws);
-    proxy
-        .wait_for_line(Duration::from_secs(5), |l| {
-            l.contains(" upgrade=websocket ")
-        })
-        .expect("the session ended");
-    let events = capture_of(proxy, &path);
+    let events = session_events(proxy, &path);
     let open = events
         .iter()
         .find(|e| e["ev"] == "ws_open")
@@ -362,7 +347,6 @@ fn inspected_with_capture(driver: &str) {
     assert_eq!(end["upgrade"]["protocol"], "websocket");
     assert_eq!(end["upgrade"]["messages_up"], 5, "{end}");
     assert_eq!(end["upgrade"]["messages_down"], 5, "{end}");
-    let _ = std::fs::remove_file(&path);
 }
 
 /// In inspect mode, an unmasked client frame (RFC 6455 §5.1) ends the session: the client gets
@@ -370,7 +354,7 @@ fn inspected_with_capture(driver: &str) {
 /// `ws_error` event and a warning say why.
 fn protocol_error_closes_both(driver: &str) {
     let origin = ws_echo_origin();
-    let path = temp_file("bad-frame", driver);
+    let path = capture_path("bad-frame", driver);
     let proxy = Proxy::start(driver, &["--capture", path.to_str().expect("utf-8")]);
     let mut r = Reader::new(proxy.connect());
     r.get_mut()
@@ -392,7 +376,7 @@ fn protocol_error_closes_both(driver: &str) {
         "{}",
         proxy.log()
     );
-    let events = capture_of(proxy, &path);
+    let events = stop_and_read_capture(proxy, &path);
     let err = events
         .iter()
         .find(|e| e["ev"] == "ws_error")
@@ -408,7 +392,6 @@ fn protocol_error_closes_both(driver: &str) {
         !events.iter().any(|e| e["ev"] == "ws_message"),
         "the bad frame was reported as a message"
     );
-    let _ = std::fs::remove_file(&path);
 }
 
 /// permessage-deflate negotiated end to end: compressed frames (RSV1) pass byte-exact both
@@ -446,7 +429,7 @@ fn deflate_passes_inspection(driver: &str) {
         let _ = r.get_mut().write_all(&reply);
         let _ = r.read_to_close();
     });
-    let path = temp_file("deflate", driver);
+    let path = capture_path("deflate", driver);
     let proxy = Proxy::start(
         driver,
         &[
@@ -484,12 +467,7 @@ fn deflate_passes_inspection(driver: &str) {
         server_frame
     );
     drop(r);
-    proxy
-        .wait_for_line(Duration::from_secs(5), |l| {
-            l.contains(" upgrade=websocket ")
-        })
-        .expect("the session ended");
-    let events = capture_of(proxy, &path);
+    let events = session_events(proxy, &path);
     let open = events
         .iter()
         .find(|e| e["ev"] == "ws_open")
@@ -501,7 +479,6 @@ fn deflate_passes_inspection(driver: &str) {
         assert_eq!(m["compressed"], true, "{m}");
         assert_eq!(m["length"], HELLO_DEFLATED.len(), "{m}");
     }
-    let _ = std::fs::remove_file(&path);
 }
 
 drivers!(

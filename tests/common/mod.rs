@@ -955,3 +955,29 @@ pub fn ws_close<S: Read + Write>(
     }
     panic!("the close handshake did not complete");
 }
+
+/// A capture file path under the temp dir unique to this process, test and driver (removed
+/// first).
+pub fn capture_path(name: &str, driver: &str) -> std::path::PathBuf {
+    let p = std::env::temp_dir().join(format!(
+        "lynxio-capture-{}-{name}-{driver}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// SIGTERMs the proxy, waits for it to exit, and parses its capture file (every line must be
+/// a JSON object); the file is removed.
+pub fn stop_and_read_capture(mut proxy: Proxy, path: &std::path::Path) -> Vec<serde_json::Value> {
+    proxy.signal(15);
+    assert!(
+        proxy.wait_exit(Duration::from_secs(15)).is_some(),
+        "lynxio did not exit on SIGTERM"
+    );
+    let text = std::fs::read_to_string(path).expect("read capture");
+    let _ = std::fs::remove_file(path);
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
