@@ -368,8 +368,7 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         report::request(worker, flow, head, connect_host(head.target()));
         return match connect::open(worker, client, head, ctx).await {
             Ok((origin, target)) => {
-                flow.response.status = Some(200);
-                flow.response_started.set(true);
+                flow.response_begins(200);
                 worker.metrics.response(200);
                 After::Tunnel(origin, target)
             }

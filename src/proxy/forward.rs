@@ -407,10 +407,9 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     }
     // From here on a failure can only close the connection: the client may hold bytes of
     // this response.
-    flow.response_started.set(true);
-    flow.response.status = Some(resp.status);
-    let ttfb = flow.started.elapsed();
-    flow.response.ttfb = Some(ttfb);
+    let ttfb = flow
+        .response
+        .begin(resp.status, flow.response_started, flow.started);
     report::response_from_origin(worker, flow.id, flow.host, &resp, ttfb);
     write_within(t.response, write_vec(cw, out))
         .await
@@ -461,10 +460,9 @@ async fn switch<W: AsyncWriteRent>(
             keep_upgrade: true,
         },
     );
-    flow.response_started.set(true);
-    flow.response.status = Some(101);
-    let ttfb = flow.started.elapsed();
-    flow.response.ttfb = Some(ttfb);
+    let ttfb = flow
+        .response
+        .begin(101, flow.response_started, flow.started);
     report::response_from_origin(worker, flow.id, flow.host, resp, ttfb);
     write_within(worker.cfg.timeouts.response, write_vec(cw, out))
         .await

@@ -153,10 +153,7 @@ pub fn response_from_lynxio(
     status: u16,
     headers: &[(&[u8], &[u8])],
 ) {
-    flow.response_started.set(true);
-    flow.response.status = Some(status);
-    let ttfb = flow.started.elapsed();
-    flow.response.ttfb = Some(ttfb);
+    let ttfb = flow.response_begins(status);
     if let Some(tap) = worker.events() {
         let mut fields = Fields::with_capacity(headers.len(), 128);
         for (name, value) in headers {

@@ -80,6 +80,18 @@ pub enum Outcome {
     Aborted { by: Side, reason: String },
 }
 
+impl ResponseSide {
+    /// The final response head (`status`) is about to be written: sets `started` (from now on
+    /// a failure can only close) and records the time to first byte since `since`, returned.
+    pub fn begin(&mut self, status: u16, started: &Cell<bool>, since: Instant) -> Duration {
+        started.set(true);
+        self.status = Some(status);
+        let ttfb = since.elapsed();
+        self.ttfb = Some(ttfb);
+        ttfb
+    }
+}
+
 /// Who ended an aborted flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
@@ -203,10 +215,10 @@ impl Flow {
     }
 
     /// The final response head is about to be written: from now on a failure can only close.
-    pub fn response_begins(&mut self, status: u16) {
-        self.response_started.set(true);
-        self.response.status = Some(status);
-        self.response.ttfb = Some(self.started.elapsed());
+    /// Returns the time to first byte.
+    pub fn response_begins(&mut self, status: u16) -> Duration {
+        self.response
+            .begin(status, &self.response_started, self.started)
     }
 
     /// The exchange ended with `error`: an answer with its status if the client can still get
