@@ -64,9 +64,14 @@ pub enum Version {
 impl Version {
     /// The version as it appears on the wire, e.g. `b"HTTP/1.1"`.
     pub fn as_bytes(self) -> &'static [u8] {
+        self.as_str().as_bytes()
+    }
+
+    /// The version token as text (`HTTP/1.1`).
+    pub fn as_str(self) -> &'static str {
         match self {
-            Version::Http10 => b"HTTP/1.0",
-            Version::Http11 => b"HTTP/1.1",
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
         }
     }
 }

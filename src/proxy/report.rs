@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::error::ProxyError;
-use crate::http1::{Headers, Method, RequestHead, ResponseHead, Version};
+use crate::http1::{Headers, Method, RequestHead, ResponseHead};
 use crate::observe::event::{
     self, ErrorEvent, Event, EventKind, Fields, FlowId, Timestamp, UpstreamInfo,
 };
@@ -38,13 +38,6 @@ pub struct TunnelEnded<'a> {
     /// `done`, `idle timeout`, `client failed`, `origin failed`.
     pub end: &'static str,
     pub error: Option<&'a dyn fmt::Display>,
-}
-
-fn version_str(v: Version) -> &'static str {
-    match v {
-        Version::Http11 => "HTTP/1.1",
-        Version::Http10 => "HTTP/1.0",
-    }
 }
 
 fn method_class(m: &Method) -> MethodClass {
@@ -117,7 +110,7 @@ pub fn request(worker: &Worker, flow: &mut Flow, head: &RequestHead, host: &str)
                 None => head.method_str().to_owned().into(),
             },
             url: flow.url.clone(),
-            version: version_str(head.version),
+            version: head.version.as_str(),
             headers: fields_of(&head.headers),
         }),
     });
@@ -137,7 +130,7 @@ pub fn response_from_origin(
             kind: EventKind::Response(event::Response {
                 id,
                 status: resp.status,
-                version: version_str(resp.version),
+                version: resp.version.as_str(),
                 headers: fields_of(&resp.headers),
                 ttfb_ms: ttfb,
                 from: "origin",
