@@ -257,6 +257,22 @@ fn in_tunnel(driver: &str, inspect: bool) {
         inspect,
         "inspected sessions count messages: {line}"
     );
+    // The tunnel's own line counts what its exchanges moved, the WebSocket session included.
+    let tunnel = proxy
+        .wait_for_line(Duration::from_secs(5), |l| {
+            l.contains("lynxio::access: tunnel")
+        })
+        .unwrap_or_else(|| panic!("no tunnel line:\n{}", proxy.log()));
+    let up: u64 = tunnel
+        .split(" up=")
+        .nth(1)
+        .and_then(|v| v.split(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no up= in {tunnel}"));
+    assert!(
+        up > 1024 * 1024,
+        "the session's bytes are missing: {tunnel}"
+    );
 }
 
 /// The origin sends a message in the same write as its 101: it reaches the client first.

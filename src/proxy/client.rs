@@ -24,7 +24,6 @@ use crate::net::{PoolKey, ReadBuf};
 
 use super::body::write_within;
 use super::connect::{self, Intercepted, Sniffed};
-use super::ctx::flow::Outcome;
 use super::ctx::{
     CLIENT_BUF_SIZE, Client, ConnCtx, Flow, Peer, TunnelOrigin, Upstream, Worker, WsHandshake,
 };
@@ -131,13 +130,19 @@ async fn relay_upgraded_tcp(worker: &Worker, client: TcpClient, u: Upgraded) -> 
         // Cannot happen: both halves come from the same `into_split`.
         Err(_) => tracing::error!(id = %flow.id, "cannot reunite client halves; closing"),
     }
-    if matches!(flow.outcome, Outcome::Pending) {
-        flow.complete();
-    }
-    report::finish(worker, &mut flow, &head, port);
-    flow.upgrade
+    finish_upgraded(worker, &mut flow, &head, port)
+}
+
+/// Report an upgraded exchange whose relay ended; returns the bytes it moved each way.
+fn finish_upgraded(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u16) -> (u64, u64) {
+    flow.complete();
+    // Read before reporting: the report hands the upgrade record to the `end` event.
+    let moved = flow
+        .upgrade
         .as_ref()
-        .map_or((0, 0), |u| (u.bytes_up, u.bytes_down))
+        .map_or((0, 0), |u| (u.bytes_up, u.bytes_down));
+    report::finish(worker, flow, head, port);
+    moved
 }
 
 /// After `200 Connection established`: sniff, then relay or serve what the tunnel carries.
@@ -229,14 +234,9 @@ async fn serve_intercepted(
         upgrade::relay(worker, &mut client, up, &handshake, &mut inner)
             .instrument(span)
             .await;
-        if matches!(inner.outcome, Outcome::Pending) {
-            inner.complete();
-        }
-        if let Some(u) = &inner.upgrade {
-            client.moved.0 += u.bytes_up;
-            client.moved.1 += u.bytes_down;
-        }
-        report::finish(worker, &mut inner, &head, port);
+        let (up, down) = finish_upgraded(worker, &mut inner, &head, port);
+        client.moved.0 += up;
+        client.moved.1 += down;
         served = Served::Closed;
     }
     let mut key = PoolKey::default();
@@ -401,9 +401,7 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         // The connection's owner relays it: it knows whether both ends are plain sockets.
         Ok(Forwarded::Upgraded(up, handshake)) => After::Upgraded(up, handshake, route.port),
         Ok(Forwarded::Done { keep }) => {
-            if matches!(flow.outcome, Outcome::Pending) {
-                flow.complete();
-            }
+            flow.complete();
             finish(worker, client, head, flow, route.port);
             if keep && !worker.shutting_down.get() {
                 After::Continue

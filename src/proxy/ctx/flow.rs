@@ -242,8 +242,12 @@ impl Flow {
         status
     }
 
-    /// The exchange ran to its end — unless the request body was cut short on the way.
+    /// The exchange ran to its end — unless the request body was cut short on the way. An
+    /// outcome already recorded (lynxio answered, a WebSocket peer broke the protocol) stays.
     pub fn complete(&mut self) {
+        if !matches!(self.outcome, Outcome::Pending) {
+            return;
+        }
         self.outcome = match &self.request_error {
             Some(e) => Outcome::Aborted {
                 by: Side::Client,
