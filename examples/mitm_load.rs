@@ -22,13 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
-};
 use rustls::client::Resumption;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig, StreamOwned};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, ServerConfig, StreamOwned};
 
 const BODY_LEN: usize = 100;
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,45 +45,15 @@ fn main() {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
-    move |e| format!("{what}: {e}")
-}
+#[path = "support/tls.rs"]
+mod tls;
+use tls::err;
 
 // ---- origin ----
 
 fn origin(ca_path: &str) -> Result<(), String> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca params"))?;
-    ca_params.distinguished_name = DistinguishedName::new();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "mitm_load origin CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().map_err(err("ca key"))?;
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(err("ca cert"))?;
-    let leaf_key = KeyPair::generate().map_err(err("leaf key"))?;
-    let mut leaf_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .map_err(err("leaf params"))?;
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf = leaf_params
-        .signed_by(&leaf_key, &ca)
-        .map_err(err("leaf cert"))?;
-    let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(err("versions"))?
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], PrivateKeyDer::Pkcs8(key))
-        .map_err(err("server config"))?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let cfg = Arc::new(cfg);
-    std::fs::write(ca_path, ca.pem()).map_err(err("write CA"))?;
+    let (cfg, ca_pem) = tls::origin_config("mitm_load origin CA")?;
+    std::fs::write(ca_path, ca_pem).map_err(err("write CA"))?;
 
     let listener = TcpListener::bind("127.0.0.1:0").map_err(err("bind"))?;
     let port = listener.local_addr().map_err(err("local addr"))?.port();
@@ -206,12 +172,7 @@ struct Target {
 fn load(args: &[String]) -> Result<(), String> {
     let proxy: SocketAddr = args[0].parse().map_err(err("bad PROXY"))?;
     let origin_port: u16 = args[1].parse().map_err(err("bad ORIGIN_PORT"))?;
-    let mut roots = RootCertStore::empty();
-    for der in CertificateDer::pem_file_iter(&args[2]).map_err(err("read CA_PEM"))? {
-        roots
-            .add(der.map_err(err("parse CA_PEM"))?)
-            .map_err(err("add root"))?;
-    }
+    let ca_pem = std::fs::read(&args[2]).map_err(err("read CA_PEM"))?;
     let mode = match args[3].as_str() {
         "keepalive" => Mode::KeepAlive,
         "handshake" => Mode::Handshake,
@@ -223,12 +184,7 @@ fn load(args: &[String]) -> Result<(), String> {
         Some(k) => k.parse().map_err(err("bad K"))?,
         None => 1000,
     };
-    let mut cfg = ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(err("versions"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut cfg = tls::client_config(&ca_pem)?;
     // Every new connection is a full handshake, as for a fresh client.
     cfg.resumption = Resumption::disabled();
     let target = Arc::new(Target {

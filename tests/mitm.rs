@@ -744,7 +744,7 @@ fn ca_persists_across_restarts(driver: &str) {
 
 /// `http://lynxio.ca/` is answered by lynxio itself: a page on trusting the CA, the CA PEM at
 /// `/cert` (byte-identical to DIR/ca.pem), 404 for other paths, 405 for other methods, all on
-/// one keep-alive connection. Without interception there is no CA to hand out.
+/// one keep-alive connection. Without interception the CA is created on first use of the page.
 fn lynxio_ca_page(driver: &str) {
     let dir = TempDir::new("ca-page", driver);
     let proxy = Proxy::start(
@@ -788,14 +788,36 @@ fn lynxio_ca_page(driver: &str) {
     drop(proxy);
     drop(dir);
 
-    let plain = Proxy::start(driver, &[]);
+    // Without any interception the page still hands out the CA, created on first use: users
+    // install it before they turn rules on.
+    let dir = TempDir::new("ca-page-plain", driver);
+    let plain = Proxy::start(driver, &["--ca-dir", dir.as_str()]);
+    assert!(
+        !dir.path().join("ca.pem").exists(),
+        "a proxy that intercepts nothing must not create the CA at start"
+    );
     let mut c = Reader::new(plain.connect());
+    let page = roundtrip(&mut c, "GET", get("/").as_bytes());
+    assert!(page.body_str().contains("/cert"), "{}", page.body_str());
+    let cert = roundtrip(&mut c, "GET", get("/cert").as_bytes());
+    assert_eq!(cert.status, 200);
+    let pem = std::fs::read_to_string(dir.path().join("ca.pem")).expect("created DIR/ca.pem");
+    assert_eq!(cert.body_str(), pem);
+    drop(c);
+    drop(plain);
+
+    // A CA directory lynxio cannot create: the page says so, /cert is a 503, nothing breaks.
+    let blocked = dir.path().join("file");
+    std::fs::write(&blocked, b"not a directory").expect("write a file");
+    let ca_dir = blocked.join("ca");
+    let broken = Proxy::start(driver, &["--ca-dir", ca_dir.to_str().expect("utf-8 path")]);
+    let mut c = Reader::new(broken.connect());
     assert_eq!(
         roundtrip(&mut c, "GET", get("/cert").as_bytes()).status,
-        404
+        503
     );
     let page = roundtrip(&mut c, "GET", get("/").as_bytes());
-    assert!(page.body_str().contains("--mitm"), "{}", page.body_str());
+    assert!(page.body_str().contains("could not"), "{}", page.body_str());
 }
 
 /// A host the rules intercept but no certificate can be made for (not a DNS name) gets a 502

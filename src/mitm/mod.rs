@@ -9,12 +9,50 @@ pub mod leaf;
 pub mod tls;
 pub mod upstream;
 
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 
-/// What interception needs at run time, built once at start and shared by the workers: the
-/// root CA that signs leaves, and the TLS client configuration for origins.
+/// What interception needs at run time, shared by the workers: the TLS client configuration
+/// for origins (built at start: intercepted sessions and `https://` redirects use it) and the
+/// root CA that signs leaves — loaded, or created, on first use, so a proxy that never
+/// intercepts and never serves the CA page never touches the CA directory, while one that turns
+/// interception on by a config reload, or a user fetching the CA page first, still gets it.
 #[derive(Debug)]
 pub struct Interceptor {
-    pub ca: ca::CertificateAuthority,
     pub upstream: Arc<rustls::ClientConfig>,
+    ca_dir: PathBuf,
+    ca: OnceLock<ca::CertificateAuthority>,
+    /// Serialises loading: two workers asking at once must not both create a CA.
+    loading: Mutex<()>,
+}
+
+impl Interceptor {
+    pub fn new(ca_dir: PathBuf, upstream: Arc<rustls::ClientConfig>) -> Interceptor {
+        Interceptor {
+            upstream,
+            ca_dir,
+            ca: OnceLock::new(),
+            loading: Mutex::new(()),
+        }
+    }
+
+    /// The root CA, loaded or created now if this is the first use. A failure is returned, not
+    /// kept: the next use tries again (the directory may have been fixed).
+    pub fn ca(&self) -> Result<&ca::CertificateAuthority, ca::CaError> {
+        if let Some(ca) = self.ca.get() {
+            return Ok(ca);
+        }
+        // A poisoned lock only means another loader panicked; loading again is safe.
+        let _guard = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ca) = self.ca.get() {
+            return Ok(ca);
+        }
+        let ca = ca::load_or_create(&self.ca_dir)?;
+        if ca.created() {
+            tracing::warn!(path = %ca.cert_path().display(), "created a new root CA: trust it in clients (lynxio ca export, or http://lynxio.ca/ through the proxy)");
+        } else {
+            tracing::info!(path = %ca.cert_path().display(), "loaded the root CA");
+        }
+        Ok(self.ca.get_or_init(|| ca))
+    }
 }

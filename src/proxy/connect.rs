@@ -17,7 +17,6 @@ use rustls::pki_types::ServerName;
 
 use crate::error::ProxyError;
 use crate::http1::{self, BodyKind, RequestHead, Target};
-use crate::mitm::Interceptor;
 use crate::mitm::tls::{self, TlsReader, TlsWriter};
 use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
@@ -52,9 +51,6 @@ pub fn tls_action<'w>(
     target: &TunnelOrigin,
     hello: &ClientHello,
 ) -> (TlsAction, Option<&'w str>) {
-    if worker.mitm.is_none() {
-        return (TlsAction::Tunnel, None);
-    }
     let host = hello.sni.as_deref().unwrap_or(&target.host);
     let decision = worker.cfg.rules.decide(host, target.port);
     match decision.action {
@@ -89,9 +85,8 @@ pub async fn open<R, W: AsyncWriteRent>(
     // A host the rules intercept gets its leaf now, while a failure can still be answered
     // with a 502 (after the `200`, only closing is possible). The SNI usually names the same
     // host, so the handshake later finds it in the cache.
-    if let Some(mitm) = &worker.mitm
-        && worker.cfg.rules.decide(&host, port).action == Action::Intercept
-        && let Err(reason) = worker.leaf(mitm, &host)
+    if worker.cfg.rules.decide(&host, port).action == Action::Intercept
+        && let Err(reason) = worker.leaf(&host)
     {
         return Err(ProxyError::Certificate {
             host: host.into_owned(),
@@ -173,12 +168,11 @@ pub async fn established(
             tunnel.kind = TunnelKind::Tls;
             let (action, rule) = tls_action(worker, target, hello);
             flow.rule = rule.map(Arc::from);
-            if let (TlsAction::Intercept, Some(mitm)) = (action, &worker.mitm) {
+            if action == TlsAction::Intercept {
                 tunnel.kind = TunnelKind::Intercepted;
                 let prefix = buf.into_vec();
                 return match Box::pin(intercept(
                     worker,
-                    mitm,
                     stream,
                     prefix,
                     origin,
@@ -336,7 +330,6 @@ async fn read_ready(stream: &TcpStream, deadline: Instant) -> bool {
 #[allow(clippy::too_many_arguments)] // one call site; the pieces are the tunnel's state
 async fn intercept(
     worker: &Worker,
-    mitm: &Interceptor,
     stream: TcpStream,
     prefix: Vec<u8>,
     origin: TcpStream,
@@ -357,7 +350,7 @@ async fn intercept(
         };
         report::tunnel_close(worker, flow, tunnel, &ended);
     };
-    let leaf = match worker.leaf(mitm, &name) {
+    let leaf = match worker.leaf(&name) {
         Ok(leaf) => leaf,
         Err(e) => {
             give_up(
@@ -396,7 +389,7 @@ async fn intercept(
     let session = InterceptSession {
         id: worker.next_id(),
         server_name,
-        tls: mitm.upstream.clone(),
+        tls: worker.mitm.upstream.clone(),
         rule: flow.rule.clone(),
     };
     let mut key = PoolKey::default();

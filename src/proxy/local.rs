@@ -42,8 +42,8 @@ Authorities → Import, tick “Trust this CA to identify websites”</li>\
 <li><b>curl</b>: <code>curl --cacert lynxio-ca.pem …</code></li></ul>\
 <p>Only trust a CA whose key you control: whoever holds it can impersonate any site to you.</p>";
 
-const PAGE_NO_CA: &str = "<p>Interception is not enabled, so no CA is loaded. Start lynxio \
-with <code>--mitm GLOB</code>, or run <code>lynxio ca export</code> to create and print the CA.</p>";
+const PAGE_NO_CA: &str = "<p>lynxio could not load or create its CA (see its log: the CA \
+directory, <code>--ca-dir</code>, must be readable and writable by lynxio).</p>";
 
 const PAGE_TAIL: &str = "</body></html>\n";
 
@@ -62,7 +62,14 @@ pub async fn answer<R, W: AsyncWriteRent>(
         || head.conn.close
         || worker.shutting_down.get();
     let path = route.path.split(|&b| b == b'?').next().unwrap_or_default();
-    let ca = worker.mitm.as_ref().map(|m| &m.ca);
+    // The page offers the CA whether or not anything is intercepted yet: users install it first.
+    let ca = match worker.mitm.ca() {
+        Ok(ca) => Some(ca),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot load or create the CA for {HOST}");
+            None
+        }
+    };
     let page;
     let (status, content_type, extra, body): (u16, &[u8], Fields<'_>, &[u8]) =
         match (&head.method, path, ca) {
@@ -83,10 +90,10 @@ pub async fn answer<R, W: AsyncWriteRent>(
                 ca.cert_pem().as_bytes(),
             ),
             (Method::Get | Method::Head, b"/cert" | b"/lynxio-ca.pem", None) => (
-                404,
+                503,
                 b"text/plain; charset=utf-8",
                 &[],
-                b"no CA loaded: interception is not enabled (--mitm)\n",
+                b"the CA could not be loaded or created (see lynxio's log)\n",
             ),
             (Method::Get | Method::Head, _, _) => {
                 (404, b"text/plain; charset=utf-8", &[], b"not found\n")

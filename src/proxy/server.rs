@@ -250,16 +250,10 @@ fn start_admin(
     Ok((admin, bound))
 }
 
-/// Loads (or creates) the CA and builds the origin TLS configuration when a rule can intercept;
-/// `None` otherwise, so a plain proxy never touches the CA directory.
-fn interceptor(cfg: &Config) -> Result<Option<Arc<Interceptor>>, RunError> {
-    let Some(rule) = cfg.rules.first_intercept_rule() else {
-        return Ok(None);
-    };
-    let ca = crate::mitm::ca::load_or_create(&cfg.ca_dir)?;
-    if ca.created() {
-        tracing::warn!(path = %ca.cert_path().display(), "created a new root CA: trust it in clients (lynxio ca export)");
-    }
+/// Builds the origin TLS configuration, and loads (or creates) the CA now when a rule can
+/// intercept from the start — a CA problem is then a startup error, not a failure on the first
+/// intercepted tunnel. Otherwise the CA waits for its first use.
+fn interceptor(cfg: &Config) -> Result<Arc<Interceptor>, RunError> {
     if cfg.insecure_upstream {
         tracing::warn!(
             "--insecure-upstream: origin certificates are NOT verified when intercepting"
@@ -267,6 +261,10 @@ fn interceptor(cfg: &Config) -> Result<Option<Arc<Interceptor>>, RunError> {
     }
     let upstream =
         crate::mitm::upstream::client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream)?;
-    tracing::info!(rule, ca = %ca.cert_path().display(), "TLS interception enabled");
-    Ok(Some(Arc::new(Interceptor { ca, upstream })))
+    let mitm = Arc::new(Interceptor::new(cfg.ca_dir.clone(), upstream));
+    if let Some(rule) = cfg.rules.first_intercept_rule() {
+        let ca = mitm.ca()?;
+        tracing::info!(rule, ca = %ca.cert_path().display(), "TLS interception enabled");
+    }
+    Ok(mitm)
 }

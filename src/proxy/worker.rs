@@ -33,7 +33,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 /// What a worker is started with besides its listeners.
 pub struct WorkerInit {
     pub cfg: Arc<Config>,
-    pub mitm: Option<Arc<Interceptor>>,
+    pub mitm: Arc<Interceptor>,
     pub metrics: Arc<WorkerMetrics>,
     pub hub: Option<Arc<Hub>>,
     pub log: LogOutput,

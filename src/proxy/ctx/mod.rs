@@ -44,7 +44,7 @@ pub struct Worker {
     pub tunnel_cfg: TunnelConfig,
     pub tunnel_pools: TunnelPools,
     /// Interception (CA, origin TLS config) when a rule can intercept; shared read-only.
-    pub mitm: Option<Arc<Interceptor>>,
+    pub mitm: Arc<Interceptor>,
     /// This worker's minted leaf certificates.
     pub leaves: RefCell<LeafCache>,
     pub metrics: Arc<WorkerMetrics>,
@@ -73,7 +73,7 @@ impl Worker {
     pub fn new(
         index: usize,
         cfg: Arc<Config>,
-        mitm: Option<Arc<Interceptor>>,
+        mitm: Arc<Interceptor>,
         metrics: Arc<WorkerMetrics>,
         events: Option<Tap>,
         log: &LogOutput,
@@ -135,12 +135,11 @@ impl Worker {
     }
 
     /// The leaf certificate for `host` from this worker's cache, minting it on a miss.
-    pub fn leaf(&self, mitm: &Interceptor, host: &str) -> Result<Arc<CertifiedLeaf>, String> {
+    pub fn leaf(&self, host: &str) -> Result<Arc<CertifiedLeaf>, String> {
+        let ca = self.mitm.ca().map_err(|e| e.to_string())?;
         let mut leaves = self.leaves.borrow_mut();
         let minted = leaves.minted();
-        let leaf = leaves
-            .get_or_mint(&mitm.ca, host)
-            .map_err(|e| e.to_string())?;
+        let leaf = leaves.get_or_mint(ca, host).map_err(|e| e.to_string())?;
         if leaves.minted() == minted {
             self.metrics.leaf_hits.inc();
         } else {
