@@ -26,6 +26,13 @@ impl PoolKey {
         let _ = write!(self.0, "tls#{session}#{host}:{port}");
     }
 
+    /// A key for lynxio's own TLS connections to `host:port` (`tls#host:port`), shared by every
+    /// client: a redirect rule sends requests there, no client's TLS session is involved.
+    pub fn set_tls(&mut self, host: &str, port: u16) {
+        self.0.clear();
+        let _ = write!(self.0, "tls#{host}:{port}");
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -394,7 +394,16 @@ async fn intercept(
     };
     let mut key = PoolKey::default();
     key.set_session(session.id, &target.host, target.port);
-    match connect_tls(worker, origin, &session, &target.host, target.port).await {
+    match connect_tls(
+        worker,
+        origin,
+        session.server_name.clone(),
+        session.tls.clone(),
+        &target.host,
+        target.port,
+    )
+    .await
+    {
         Ok(up) => worker.pool.borrow_mut().put(&key, up, Instant::now()),
         // The pipeline dials again for the first request and answers it with this error.
         Err(e) => tracing::debug!(id = %flow.id, error = %e, "origin TLS failed at CONNECT time"),

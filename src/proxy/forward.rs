@@ -21,8 +21,8 @@ use crate::http1::{
     self, BodyKind, ConnectionHeader, RequestHead, RequestRewrite, ResponseHead, ResponseRewrite,
     Version,
 };
+use crate::net::ReadBuf;
 use crate::net::buf::write_vec;
-use crate::net::{PoolKey, ReadBuf};
 use crate::observe::event::FlowId;
 
 use super::body::{self, ChunkMode, RelayError, write_within};
@@ -63,13 +63,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
 ) -> Result<Forwarded, ProxyError> {
-    let mut key = PoolKey::default();
-    match ctx {
-        ConnCtx::Intercepted { session, .. } => {
-            key.set_session(session.id, &route.host, route.port)
-        }
-        _ => key.set(&route.host, route.port),
-    }
+    let key = upstream::pool_key(route, ctx);
 
     let mut req_out = Vec::with_capacity(head_capacity(head));
     let via = via_for(head.version);
@@ -78,7 +72,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
         head,
         &RequestRewrite {
             path: &route.path,
-            host: route.authority,
+            host: &route.authority,
             via,
             keep_upgrade: head.is_websocket_upgrade(),
         },

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use crate::error::ProxyError;
 use crate::http1::{self, RequestHead, Scheme, Target};
 
-use super::ctx::{ConnCtx, Route};
+use super::ctx::{ConnCtx, Hop, Route};
 
 /// Longest request-target kept in a flow's URL (logs, events); longer ones are cut.
 pub const MAX_URL_TARGET: usize = 8 * 1024;
@@ -41,8 +41,9 @@ pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, P
         ) => Ok(Route {
             host,
             port,
-            authority,
+            authority: Cow::Borrowed(authority),
             path,
+            hop: Hop::AsReceived,
         }),
         (
             Target::Absolute {
@@ -62,14 +63,16 @@ pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, P
         ) if (scheme == Scheme::Https) == tls => Ok(Route {
             host: Cow::Borrowed(&origin.host),
             port: origin.port,
-            authority,
+            authority: Cow::Borrowed(authority),
             path,
+            hop: Hop::AsReceived,
         }),
         (Target::Origin(path), Some(origin)) => Ok(Route {
             host: Cow::Borrowed(&origin.host),
             port: origin.port,
-            authority: head.headers.get("host").unwrap_or(&origin.authority),
+            authority: Cow::Borrowed(head.headers.get("host").unwrap_or(&origin.authority)),
             path: Cow::Borrowed(path),
+            hop: Hop::AsReceived,
         }),
         _ => Err(ProxyError::NotProxyRequest),
     }

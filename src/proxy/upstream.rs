@@ -4,9 +4,11 @@
 //! DNS cache hits, and records on the flow whether the connection was reused and how long a
 //! new one took.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use monoio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use crate::error::ProxyError;
 use crate::net::dns::Lookup;
@@ -14,8 +16,52 @@ use crate::net::sys::{IdleState, idle_state};
 use crate::net::{DialError, PoolKey, dial};
 
 use super::ctx::flow::UpstreamUse;
-use super::ctx::{ConnCtx, Flow, InterceptSession, Route, Upstream, Worker};
+use super::ctx::{ConnCtx, Flow, Hop, Route, Upstream, Worker};
 use super::stream::{UpRead, UpWrite};
+
+/// The pool key of `route`'s origin connections: shared plain ones, a session's private TLS
+/// ones, or lynxio's own TLS ones for a redirect to `https://`.
+pub fn pool_key(route: &Route<'_>, ctx: ConnCtx<'_>) -> PoolKey {
+    let mut key = PoolKey::default();
+    match (route.hop, ctx) {
+        (Hop::AsReceived, ConnCtx::Intercepted { session, .. }) => {
+            key.set_session(session.id, &route.host, route.port)
+        }
+        (Hop::Tls, _) => key.set_tls(&route.host, route.port),
+        _ => key.set(&route.host, route.port),
+    }
+    key
+}
+
+/// TLS to an origin: the server name to verify and the client configuration.
+struct OriginTls {
+    name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+/// Whether lynxio speaks TLS to `route`'s origin, and how.
+fn origin_tls(
+    worker: &Worker,
+    route: &Route<'_>,
+    ctx: ConnCtx<'_>,
+) -> Result<Option<OriginTls>, ProxyError> {
+    Ok(match (route.hop, ctx) {
+        (Hop::AsReceived, ConnCtx::Intercepted { session, .. }) => Some(OriginTls {
+            name: session.server_name.clone(),
+            config: session.tls.clone(),
+        }),
+        (Hop::Tls, _) => Some(OriginTls {
+            name: ServerName::try_from(route.host.clone().into_owned()).map_err(|e| {
+                ProxyError::UpstreamTls {
+                    target: format!("{}:{}", route.host, route.port),
+                    reason: format!("not a valid TLS server name: {e}"),
+                }
+            })?,
+            config: worker.mitm.upstream.clone(),
+        }),
+        _ => None,
+    })
+}
 
 /// A connection to the origin of `route` — an idle pooled one (unless `fresh_only`), else a
 /// new one. Records which on `flow`.
@@ -27,10 +73,7 @@ pub async fn get(
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
 ) -> Result<Upstream, ProxyError> {
-    let session = match ctx {
-        ConnCtx::Intercepted { session, .. } => Some(session),
-        _ => None,
-    };
+    let tls = origin_tls(worker, route, ctx)?;
     if !fresh_only {
         loop {
             let Some(up) = worker.pool.borrow_mut().take(key, Instant::now()) else {
@@ -39,10 +82,10 @@ pub async fn get(
             // One non-blocking peek: a connection the origin closed, reset, or wrote
             // unsolicited bytes on while idle must not carry the next request (stray bytes
             // would be read as its response). A connection that dies between the peek and the
-            // write is still retried by the caller when the request is replayable. A session's
-            // private TLS connection skips it: pending TLS records (session tickets) are normal
-            // there, and nobody else's bytes can be on it.
-            if session.is_some() || idle_state(up.fd) == IdleState::Alive {
+            // write is still retried by the caller when the request is replayable. A TLS
+            // connection skips it: pending TLS records (session tickets) are normal there, and
+            // its bytes are authenticated as the origin's.
+            if tls.is_some() || idle_state(up.fd) == IdleState::Alive {
                 worker.metrics.pool_hits.inc();
                 flow.upstream = Some(UpstreamUse {
                     reused: true,
@@ -55,9 +98,19 @@ pub async fn get(
     worker.metrics.pool_misses.inc();
     let began = Instant::now();
     let stream = connect_to(worker, &route.host, route.port).await?;
-    let up = match session {
+    let up = match tls {
         None => Upstream::new(stream),
-        Some(session) => connect_tls(worker, stream, session, &route.host, route.port).await?,
+        Some(tls) => {
+            connect_tls(
+                worker,
+                stream,
+                tls.name,
+                tls.config,
+                &route.host,
+                route.port,
+            )
+            .await?
+        }
     };
     flow.upstream = Some(UpstreamUse {
         reused: false,
@@ -66,27 +119,23 @@ pub async fn get(
     Ok(up)
 }
 
-/// TLS to an intercepted origin over a connected `stream`; a rejected certificate or failed
-/// handshake becomes a 502 whose body says why.
+/// TLS to an origin over a connected `stream`, verifying it as `name`; a rejected certificate
+/// or failed handshake becomes a 502 whose body says why.
 pub async fn connect_tls(
     worker: &Worker,
     stream: TcpStream,
-    session: &InterceptSession,
+    name: ServerName<'static>,
+    config: Arc<rustls::ClientConfig>,
     host: &str,
     port: u16,
 ) -> Result<Upstream, ProxyError> {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
-    let tls = crate::mitm::tls::connect(
-        stream,
-        session.server_name.clone(),
-        session.tls.clone(),
-        worker.cfg.timeouts.connect,
-    )
-    .await
-    .map_err(|e| ProxyError::UpstreamTls {
-        target: format!("{host}:{port}"),
-        reason: e.to_string(),
-    })?;
+    let tls = crate::mitm::tls::connect(stream, name, config, worker.cfg.timeouts.connect)
+        .await
+        .map_err(|e| ProxyError::UpstreamTls {
+            target: format!("{host}:{port}"),
+            reason: e.to_string(),
+        })?;
     let (r, w) = tls;
     Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))
 }

@@ -223,10 +223,26 @@ pub struct TunnelOrigin {
 pub struct Route<'a> {
     pub host: std::borrow::Cow<'a, str>,
     pub port: u16,
-    /// Host header value to send (the authority exactly as the client wrote it).
-    pub authority: &'a [u8],
+    /// Host header value to send (the authority exactly as the client wrote it, unless a rule
+    /// changed it).
+    pub authority: std::borrow::Cow<'a, [u8]>,
     /// origin-form target to send.
     pub path: std::borrow::Cow<'a, [u8]>,
+    /// How lynxio reaches the origin.
+    pub hop: Hop,
+}
+
+/// How lynxio reaches a request's origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// As the request arrived: plain TCP for plain requests and plain tunnels, lynxio's own TLS
+    /// (on the session's private connections) inside an intercepted session.
+    AsReceived,
+    /// A redirect rule chose a plain `http://` origin.
+    Plain,
+    /// A redirect rule chose an `https://` origin: lynxio's own verified TLS, on connections
+    /// pooled for every client.
+    Tls,
 }
 
 /// What an origin's `101` agreed to for a WebSocket session (for inspection and events).
