@@ -57,6 +57,10 @@ pub enum ProxyError {
     /// The origin connection failed (reset, closed early) while sending or receiving.
     #[error("origin connection failed: {0}")]
     UpstreamIo(io::Error),
+    /// A mock rule's `file` could not be read (removed or unreadable since start, or it shrank
+    /// while being sent).
+    #[error("mock file {path}: {source}")]
+    MockFile { path: String, source: io::Error },
     /// The client connection failed; nothing can be answered.
     #[error("client connection failed: {0}")]
     ClientIo(io::Error),
@@ -84,6 +88,7 @@ impl ProxyError {
             | ProxyError::UpstreamTls { .. }
             | ProxyError::Certificate { .. } => 502,
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout => 504,
+            ProxyError::MockFile { .. } => 500,
             ProxyError::ClientIo(_) => return None,
         })
     }

@@ -21,7 +21,8 @@ pub use request::{Method, RequestHead, parse_request};
 pub use response::{ResponseHead, parse_response};
 pub use target::{Scheme, Target, parse_host, parse_target};
 pub use write::{
-    ConnectionHeader, LocalResponse, RequestRewrite, ResponseRewrite, reason_phrase, write_interim,
+    ConnectionHeader, LocalResponse, RequestRewrite, ResponseRewrite, reason_phrase,
+    write_answer_head, write_interim,
     write_local_response, write_request, write_response, write_simple_response,
 };
 

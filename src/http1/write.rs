@@ -6,7 +6,7 @@
 //! Nothing here allocates except growing the caller's reused `out` buffer.
 
 use super::framing::is_static_hop_by_hop;
-use super::{ConnectionInfo, RequestHead, ResponseHead};
+use super::{ConnectionInfo, Headers, RequestHead, ResponseHead};
 
 /// How a forwarded request head is rewritten.
 pub struct RequestRewrite<'a> {
@@ -225,6 +225,28 @@ pub fn write_local_response(out: &mut Vec<u8>, r: &LocalResponse) {
     if !r.head_only {
         out.extend_from_slice(r.body);
     }
+}
+
+/// The head of a response a rule answers with: status line, `fields` as given (never framing
+/// or connection fields: the caller keeps those out), `Content-Length`, `Connection: close` if
+/// `close`, CRLF. The body follows separately.
+pub fn write_answer_head(
+    out: &mut Vec<u8>,
+    status: u16,
+    fields: &Headers,
+    content_length: u64,
+    close: bool,
+) {
+    out.reserve(fields.raw_len() + 96);
+    status_line(out, status, reason_phrase(status).as_bytes());
+    fields.write_fields(out, |_| true);
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, content_length);
+    out.extend_from_slice(b"\r\n");
+    if close {
+        field(out, b"Connection", b"close");
+    }
+    out.extend_from_slice(b"\r\n");
 }
 
 /// A 1xx interim response to forward (e.g. 100 Continue, 103 Early Hints): status line and

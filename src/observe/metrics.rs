@@ -123,10 +123,12 @@ pub enum ErrorKind {
     ClientTls,
     /// A WebSocket peer broke the protocol (inspected sessions).
     WebSocketProtocol,
+    /// A mock rule's file could not be read.
+    MockFile,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 16] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::BadRequest,
         ErrorKind::NotProxyRequest,
         ErrorKind::Refused,
@@ -143,6 +145,7 @@ impl ErrorKind {
         ErrorKind::ClientIo,
         ErrorKind::ClientTls,
         ErrorKind::WebSocketProtocol,
+        ErrorKind::MockFile,
     ];
 
     pub fn label(self) -> &'static str {
@@ -163,6 +166,7 @@ impl ErrorKind {
             ErrorKind::ClientIo => "client_io",
             ErrorKind::ClientTls => "client_tls",
             ErrorKind::WebSocketProtocol => "websocket_protocol",
+            ErrorKind::MockFile => "mock_file",
         }
     }
 }

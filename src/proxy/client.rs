@@ -21,6 +21,7 @@ use crate::error::ProxyError;
 use crate::http1::{self, Method, RequestHead};
 use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
+use crate::rules::{Plan, RuleSet, Terminal};
 
 use super::body::write_within;
 use super::connect::{self, Intercepted, Sniffed};
@@ -29,6 +30,7 @@ use super::ctx::{
 };
 use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
+use super::act::{self, Answer};
 use super::{local, route, upgrade};
 
 /// How a client conversation ended.
@@ -364,21 +366,12 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
 ) -> After {
+    let rules = worker.rules.current();
     if head.method == Method::Connect {
         report::request(worker, flow, head, connect_host(head.target()));
-        return match connect::open(worker, client, head, ctx).await {
-            Ok((origin, target)) => {
-                flow.response_begins(200);
-                worker.metrics.response(200);
-                After::Tunnel(origin, target)
-            }
-            Err(error) => {
-                fail(worker, client, head, flow, &error, 0).await;
-                After::Close
-            }
-        };
+        return connect_exchange(worker, client, head, ctx, flow, &rules).await;
     }
-    let route = match route::route(head, ctx) {
+    let mut route = match route::route(head, ctx) {
         Ok(route) => route,
         Err(error) => {
             report::request(worker, flow, head, "");
@@ -389,13 +382,38 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     if let ConnCtx::Intercepted { session, .. } = ctx {
         flow.rule.clone_from(&session.rule);
     }
-    report::request(worker, flow, head, &route.host);
-    let result = if matches!(ctx, ConnCtx::Proxy) && local::is_local(&route) {
-        local::answer(worker, client, head, &route, flow)
-            .await
-            .map(|keep| Forwarded::Done { keep })
+    // lynxio's own pages stay reachable whatever the rules say.
+    let local = matches!(ctx, ConnCtx::Proxy) && local::is_local(&route);
+    let plan = if local {
+        Plan::default()
     } else {
-        forward::handle(worker, client, head, &route, ctx, flow).await
+        act::plan(&rules, head, &route, ctx)
+    };
+    if let Some(label) = plan.rule_label() {
+        flow.rule = Some(label);
+    }
+    report::request(worker, flow, head, &route.host);
+    if let Some(delay) = plan.delay {
+        monoio::time::sleep(delay).await;
+    }
+    let result = match plan.terminal {
+        _ if local => local::answer(worker, client, head, &route, flow)
+            .await
+            .map(|keep| Forwarded::Done { keep }),
+        Some(Terminal::Block(b)) => act::answer(worker, client, head, flow, Answer::Block(b), &plan.rewrites)
+            .await
+            .map(|keep| Forwarded::Done { keep }),
+        Some(Terminal::Mock(m)) => act::answer(worker, client, head, flow, Answer::Mock(m), &plan.rewrites)
+            .await
+            .map(|keep| Forwarded::Done { keep }),
+        terminal => {
+            if let Some(Terminal::Redirect(to)) = terminal {
+                act::redirect(&mut route, to);
+            }
+            let edited = act::edit_request(head, &mut route, &plan.rewrites);
+            let sent = edited.as_ref().unwrap_or(head);
+            forward::handle(worker, client, sent, &route, ctx, flow, &plan.rewrites).await
+        }
     };
     match result {
         // The connection's owner relays it: it knows whether both ends are plain sockets.
@@ -411,6 +429,64 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         Err(error) => {
             fail(worker, client, head, flow, &error, route.port).await;
+            After::Close
+        }
+    }
+}
+
+/// A CONNECT: its target, then the rules (a `block` answers it, a `delay` holds it; nothing is
+/// dialed for a blocked one), then dial and `200`, after which the connection is the tunnel's.
+async fn connect_exchange<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    ctx: ConnCtx<'_>,
+    flow: &mut Flow,
+    rules: &RuleSet,
+) -> After {
+    enum Connected {
+        Tunnel(TcpStream, TunnelOrigin),
+        Blocked { keep: bool },
+    }
+    let opened = async {
+        let (host, port) = connect::target(head, ctx)?;
+        let plan = act::plan_connect(rules, head, &host, port);
+        let block = match plan.terminal {
+            Some(Terminal::Block(b)) => Some(b),
+            _ => None,
+        };
+        if block.is_some() || plan.delay.is_some() {
+            flow.rule = plan.rule_label();
+        }
+        if let Some(delay) = plan.delay {
+            monoio::time::sleep(delay).await;
+        }
+        match block {
+            Some(b) => act::answer(worker, client, head, flow, Answer::Block(b), &[])
+                .await
+                .map(|keep| Connected::Blocked { keep }),
+            None => connect::open(worker, client, head, &host, port)
+                .await
+                .map(|(origin, target)| Connected::Tunnel(origin, target)),
+        }
+    };
+    match opened.await {
+        Ok(Connected::Tunnel(origin, target)) => {
+            flow.response_begins(200);
+            worker.metrics.response(200);
+            After::Tunnel(origin, target)
+        }
+        Ok(Connected::Blocked { keep }) => {
+            flow.complete();
+            finish(worker, client, head, flow, 0);
+            if keep && !worker.shutting_down.get() {
+                After::Continue
+            } else {
+                After::Close
+            }
+        }
+        Err(error) => {
+            fail(worker, client, head, flow, &error, 0).await;
             After::Close
         }
     }

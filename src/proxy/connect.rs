@@ -8,6 +8,7 @@
 //! unknown protocols and clients that stay silent (server-first protocols) become an opaque
 //! tunnel. [`tls_action`] is the one place that decides what happens to TLS.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -42,58 +43,65 @@ pub enum TlsAction {
     Intercept,
 }
 
-/// The one decision point for TLS inside a CONNECT tunnel, made from the ClientHello's SNI (or
-/// the CONNECT host when there is none) and the CONNECT port, before any certificate work:
-/// the first matching rule wins, no match tunnels. Also returns the name of the rule that
-/// decided, if one did.
-pub fn tls_action<'w>(
-    worker: &'w Worker,
+/// The one decision point for TLS inside a CONNECT tunnel, made from the CONNECT host, the
+/// ClientHello's SNI and the CONNECT port, before any certificate work: a rule's host pattern
+/// matches either name, the first matching rule wins, no match tunnels. Also returns the name
+/// of the rule that decided, if one did.
+pub fn tls_action(
+    worker: &Worker,
     target: &TunnelOrigin,
     hello: &ClientHello,
-) -> (TlsAction, Option<&'w str>) {
-    let host = hello.sni.as_deref().unwrap_or(&target.host);
-    let decision = worker.cfg.rules.decide(host, target.port);
+) -> (TlsAction, Option<Arc<str>>) {
+    let rules = worker.rules.current();
+    let decision = rules.decide_tls(&target.host, hello.sni.as_deref(), target.port);
+    let rule = decision.rule.map(Arc::from);
     match decision.action {
         Action::Intercept => {
-            tracing::debug!(host, rule = decision.rule, "intercepting");
-            (TlsAction::Intercept, decision.rule)
+            tracing::debug!(host = %target.host, sni = hello.sni.as_deref(), rule = decision.rule, "intercepting");
+            (TlsAction::Intercept, rule)
         }
-        Action::Passthrough => (TlsAction::Tunnel, decision.rule),
+        Action::Passthrough => (TlsAction::Tunnel, rule),
     }
 }
 
-/// Steps 1-3 of a CONNECT: target, dial, `200`. On success the caller owns both connections.
-/// CONNECT is only valid directly from a proxy client: inside a tunnel or an intercepted
-/// session it is refused before anything is dialed.
-pub async fn open<R, W: AsyncWriteRent>(
-    worker: &Worker,
-    client: &mut Client<R, W>,
-    head: &RequestHead,
-    ctx: ConnCtx<'_>,
-) -> Result<(TcpStream, TunnelOrigin), ProxyError> {
+/// Step 1 of a CONNECT: the `host:port` it asks for. CONNECT is only valid directly from a
+/// proxy client: inside a tunnel or an intercepted session it is refused before anything is
+/// dialed.
+pub fn target<'h>(head: &'h RequestHead, ctx: ConnCtx<'_>) -> Result<(Cow<'h, str>, u16), ProxyError> {
     if !matches!(ctx, ConnCtx::Proxy) {
         return Err(ProxyError::ConnectInTunnel);
     }
     if !matches!(head.body, BodyKind::Empty | BodyKind::Length(0)) {
         return Err(bad_connect("CONNECT with a request body"));
     }
-    let (host, port) = match http1::parse_target(&head.method, head.target()) {
-        Ok(Target::Authority { host, port }) if port != 0 => (host, port),
-        Ok(_) => return Err(bad_connect("CONNECT target must be host:port")),
-        Err(e) => return Err(ProxyError::BadRequest(e)),
-    };
+    match http1::parse_target(&head.method, head.target()) {
+        Ok(Target::Authority { host, port }) if port != 0 => Ok((host, port)),
+        Ok(_) => Err(bad_connect("CONNECT target must be host:port")),
+        Err(e) => Err(ProxyError::BadRequest(e)),
+    }
+}
+
+/// Steps 2-3 of a CONNECT to `host:port` (from [`target`]): dial, `200`. On success the caller
+/// owns both connections.
+pub async fn open<R, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    head: &RequestHead,
+    host: &str,
+    port: u16,
+) -> Result<(TcpStream, TunnelOrigin), ProxyError> {
     // A host the rules intercept gets its leaf now, while a failure can still be answered
     // with a 502 (after the `200`, only closing is possible). The SNI usually names the same
     // host, so the handshake later finds it in the cache.
-    if worker.cfg.rules.decide(&host, port).action == Action::Intercept
-        && let Err(reason) = worker.leaf(&host)
+    if worker.rules.current().decide_tls(host, None, port).action == Action::Intercept
+        && let Err(reason) = worker.leaf(host)
     {
         return Err(ProxyError::Certificate {
-            host: host.into_owned(),
+            host: host.to_owned(),
             reason,
         });
     }
-    let origin = connect_to(worker, &host, port).await?;
+    let origin = connect_to(worker, host, port).await?;
     let _ = origin.set_nodelay(true);
     client.out.clear();
     client.out.extend_from_slice(ESTABLISHED);
@@ -106,7 +114,7 @@ pub async fn open<R, W: AsyncWriteRent>(
     Ok((
         origin,
         TunnelOrigin {
-            host: host.into_owned(),
+            host: host.to_owned(),
             port,
             authority: head.target().to_vec(),
         },
@@ -167,7 +175,7 @@ pub async fn established(
             tunnel.sni = hello.sni.clone();
             tunnel.kind = TunnelKind::Tls;
             let (action, rule) = tls_action(worker, target, hello);
-            flow.rule = rule.map(Arc::from);
+            flow.rule = rule;
             if action == TlsAction::Intercept {
                 tunnel.kind = TunnelKind::Intercepted;
                 let prefix = buf.into_vec();

@@ -24,11 +24,12 @@ use crate::http1::{
 use crate::net::ReadBuf;
 use crate::net::buf::write_vec;
 use crate::observe::event::FlowId;
+use crate::rules::Rewrite;
 
 use super::body::{self, ChunkMode, RelayError, write_within};
 use super::ctx::flow::{ResponseSide, Tally};
 use super::ctx::{Client, ConnCtx, Flow, Route, Upstream, Worker, WsHandshake};
-use super::{report, upstream};
+use super::{act, report, upstream};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
 pub const COALESCE_MAX: u64 = 16 * 1024;
@@ -62,6 +63,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
     route: &Route<'_>,
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
+    response_edits: &[&Rewrite],
 ) -> Result<Forwarded, ProxyError> {
     let key = upstream::pool_key(route, ctx);
 
@@ -106,11 +108,13 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             // is gone with the abandoned write, so this is never retried).
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => Err(ProxyError::ResponseTimeout),
             Err(e) => Err(ProxyError::UpstreamIo(e)),
-            Ok(()) if body_pending => exchange_with_body(worker, client, head, &mut up, flow).await,
+            Ok(()) if body_pending => {
+                exchange_with_body(worker, client, head, &mut up, flow, response_edits).await
+            }
             Ok(()) => {
                 flow.request_complete.set(true);
                 let Upstream { r, buf, .. } = &mut up;
-                let mut resp = Receiving::of(flow);
+                let mut resp = Receiving::of(flow, response_edits);
                 receive(
                     worker,
                     &mut client.w,
@@ -196,10 +200,12 @@ struct Receiving<'f> {
     response: &'f mut ResponseSide,
     response_started: &'f Cell<bool>,
     request_complete: &'f Cell<bool>,
+    /// Rules' edits to the final response head, in order.
+    edits: &'f [&'f Rewrite],
 }
 
 impl<'f> Receiving<'f> {
-    fn of(flow: &'f mut Flow) -> Self {
+    fn of(flow: &'f mut Flow, edits: &'f [&'f Rewrite]) -> Self {
         Receiving {
             id: flow.id,
             host: &flow.host,
@@ -207,6 +213,7 @@ impl<'f> Receiving<'f> {
             response: &mut flow.response,
             response_started: &flow.response_started,
             request_complete: &flow.request_complete,
+            edits,
         }
     }
 }
@@ -221,6 +228,7 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     head: &RequestHead,
     up: &mut Upstream,
     flow: &mut Flow,
+    edits: &[&Rewrite],
 ) -> Result<End, ProxyError> {
     let idle = worker.cfg.timeouts.client_idle;
     let Client { r, w, buf, out, .. } = client;
@@ -271,6 +279,7 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
         response,
         response_started,
         request_complete,
+        edits,
     };
     let recv = pin!(receive(worker, w, out, up_r, up_buf, head, &mut recv_state));
     let mut send = Some(send);
@@ -338,7 +347,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     flow: &mut Receiving<'_>,
 ) -> Result<End, ProxyError> {
     let t = &worker.cfg.timeouts;
-    let resp = loop {
+    let mut resp = loop {
         let resp = read_response_head(worker, up_r, up_buf, t.response).await?;
         if resp.status >= 200 {
             break resp;
@@ -364,6 +373,9 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     let kind = resp
         .body_kind(&req.method)
         .map_err(ProxyError::BadResponse)?;
+    if !flow.edits.is_empty() {
+        act::edit_response(&mut resp.headers, flow.edits);
+    }
     let dechunk = kind == BodyKind::Chunked && req.version == Version::Http10;
     let upstream_keep = resp.wants_keep_alive();
     let client_keep = req.wants_keep_alive()

@@ -9,11 +9,13 @@
 //! [`ctx`] and call down, never around.
 
 pub mod access;
+pub mod act;
 pub mod body;
 pub mod client;
 pub mod connect;
 pub mod ctx;
 pub mod forward;
+pub mod live;
 pub mod local;
 pub mod report;
 pub mod route;

@@ -71,6 +71,7 @@ fn error_kind(e: &ProxyError) -> ErrorKind {
         ProxyError::BadResponse(_) => ErrorKind::BadResponse,
         ProxyError::UpstreamIo(_) => ErrorKind::UpstreamIo,
         ProxyError::ClientIo(_) => ErrorKind::ClientIo,
+        ProxyError::MockFile { .. } => ErrorKind::MockFile,
     }
 }
 

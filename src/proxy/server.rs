@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::admin::{self, Admin, AdminState};
 use crate::config::{Config, DEFAULT_DNS_THREADS};
 use crate::mitm::Interceptor;
+use super::live::{LiveRules, Reloaded};
 use crate::net::listener::bind_all;
 use crate::net::runtime::blocking_pool;
 use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
@@ -67,10 +68,11 @@ pub enum Event {
 /// `log` (the same writer as the process's other log lines).
 pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
     let mitm = interceptor(&cfg)?;
+    let rules = Arc::new(LiveRules::new(&cfg));
     let cfg = Arc::new(cfg);
     let (tx, rx) = mpsc::channel::<Event>();
 
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let sig_tx = tx.clone();
     std::thread::Builder::new()
         .name("lynxio-signals".into())
@@ -120,6 +122,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
         let init = WorkerInit {
             cfg: cfg.clone(),
             mitm: mitm.clone(),
+            rules: rules.clone(),
             metrics: registry.workers[index].clone(),
             hub: hub.clone(),
             log: log.clone(),
@@ -144,6 +147,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
             Ok(Event::Failed { index, error }) => {
                 return Err(RunError::Worker { index, error });
             }
+            Ok(Event::Signal(SIGHUP)) => reload(&rules),
             Ok(Event::Signal(_)) => return Ok(()),
             Err(_) => return Err(RunError::StartupTimeout(STARTUP_TIMEOUT)),
         }
@@ -181,6 +185,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
     // Serve until a signal.
     loop {
         match rx.recv() {
+            Ok(Event::Signal(SIGHUP)) => reload(&rules),
             Ok(Event::Signal(sig)) => {
                 tracing::info!(signal = sig, drain = ?cfg.timeouts.drain, "shutting down");
                 break;
@@ -203,6 +208,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
             return Err(RunError::Forced);
         }
         match rx.recv_timeout(left.min(Duration::from_millis(20))) {
+            Ok(Event::Signal(SIGHUP)) => {}
             Ok(Event::Signal(_)) => return Err(RunError::Forced),
             Ok(Event::Ready { .. } | Event::Failed { .. }) | Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => {
@@ -227,6 +233,17 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: put the config file's rules in force, or say why not and keep the old ones.
+fn reload(rules: &LiveRules) {
+    match rules.reload() {
+        Ok(Reloaded::Swapped { rules }) => tracing::info!(rules, "SIGHUP: rules reloaded"),
+        Ok(Reloaded::NoConfigFile) => {
+            tracing::warn!("SIGHUP: started without --config, so there are no rules to reload")
+        }
+        Err(e) => tracing::error!(error = %e, "SIGHUP: config rejected; the previous rules stay in force"),
+    }
 }
 
 /// Binds the admin listener (so a taken port is a startup error) and starts its thread.

@@ -22,6 +22,7 @@ use crate::observe::metrics::WorkerMetrics;
 
 use super::access::{ACCESS_FLUSH_EVERY, LogOutput};
 use super::client;
+use super::live::LiveRules;
 use super::ctx::{Peer, Worker};
 use super::server::Event;
 
@@ -34,6 +35,7 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 pub struct WorkerInit {
     pub cfg: Arc<Config>,
     pub mitm: Arc<Interceptor>,
+    pub rules: Arc<LiveRules>,
     pub metrics: Arc<WorkerMetrics>,
     pub hub: Option<Arc<Hub>>,
     pub log: LogOutput,
@@ -46,6 +48,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
     let WorkerInit {
         cfg,
         mitm,
+        rules,
         metrics,
         hub,
         log,
@@ -71,7 +74,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         }
     };
     let tap = hub.as_ref().map(|h| h.tap(index));
-    let worker = Rc::new(Worker::new(index, cfg, mitm, metrics, tap, &log));
+    let worker = Rc::new(Worker::new(index, cfg, mitm, &rules, metrics, tap, &log));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 

@@ -24,6 +24,7 @@ use crate::observe::metrics::WorkerMetrics;
 use crate::tunnel::{TunnelConfig, TunnelPools};
 
 use super::access::{AccessLog, LogOutput};
+use super::live::{LiveRules, WorkerRules};
 use super::stream::{UpRead, UpWrite};
 
 pub use flow::Flow;
@@ -45,6 +46,8 @@ pub struct Worker {
     pub tunnel_pools: TunnelPools,
     /// Interception (CA, origin TLS config) when a rule can intercept; shared read-only.
     pub mitm: Arc<Interceptor>,
+    /// The rules in force (reloaded on SIGHUP).
+    pub rules: WorkerRules,
     /// This worker's minted leaf certificates.
     pub leaves: RefCell<LeafCache>,
     pub metrics: Arc<WorkerMetrics>,
@@ -74,6 +77,7 @@ impl Worker {
         index: usize,
         cfg: Arc<Config>,
         mitm: Arc<Interceptor>,
+        rules: &Arc<LiveRules>,
         metrics: Arc<WorkerMetrics>,
         events: Option<Tap>,
         log: &LogOutput,
@@ -89,6 +93,7 @@ impl Worker {
             pool: RefCell::new(Pool::new(cfg.pool_max_per_host, cfg.timeouts.upstream_idle)),
             tunnel_pools: TunnelPools::new(&tunnel_cfg),
             mitm,
+            rules: rules.for_worker(),
             leaves: RefCell::new(LeafCache::new()),
             metrics,
             access: AccessLog::new(log),
