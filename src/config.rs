@@ -353,6 +353,9 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("invalid rule: {0}")]
     Rule(#[from] RuleError),
+    /// A `[[rule]]` of the config file (the error names the rule and its line).
+    #[error("config file {path}: {source}")]
+    FileRule { path: PathBuf, source: RuleError },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -369,10 +372,12 @@ impl Settings {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut settings: Settings = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        })?;
+        crate::rules::attach_lines(&mut settings.rule, &text);
+        Ok(settings)
     }
 
     /// `self` (flags) over `file`: every value given as a flag wins.
@@ -445,6 +450,7 @@ impl Config {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
         };
+        let config_path = flags.config.clone();
         let s = flags.over(file);
 
         let listen = if s.listen.is_empty() {
@@ -525,7 +531,23 @@ impl Config {
                 return Err(invalid(key, "must be greater than zero"));
             }
         }
-        let rules = Arc::new(RuleSet::compile(&s.rule, &s.mitm)?);
+        // `file = ...` in a rule is relative to the config file's folder.
+        let rules_dir = config_path
+            .as_deref()
+            .and_then(Path::parent)
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let rules = RuleSet::compile(&s.rule, &s.mitm, rules_dir).map_err(|e| match config_path
+            .as_ref()
+            .filter(|_| !e.from_flag)
+        {
+            Some(path) => ConfigError::FileRule {
+                path: path.clone(),
+                source: e,
+            },
+            None => ConfigError::Rule(e),
+        })?;
+        let rules = Arc::new(rules);
         let capture_bodies = s.capture_bodies.unwrap_or(0);
         if capture_bodies > MAX_CAPTURE_BODIES {
             return Err(invalid(

@@ -56,7 +56,7 @@ pub fn tls_action<'w>(
         return (TlsAction::Tunnel, None);
     }
     let host = hello.sni.as_deref().unwrap_or(&target.host);
-    let decision = worker.cfg.rules.decide(host, target.port);
+    let decision = worker.cfg.rules.decide_tls(host, None, target.port);
     match decision.action {
         Action::Intercept => {
             tracing::debug!(host, rule = decision.rule, "intercepting");
@@ -90,7 +90,7 @@ pub async fn open<R, W: AsyncWriteRent>(
     // with a 502 (after the `200`, only closing is possible). The SNI usually names the same
     // host, so the handshake later finds it in the cache.
     if let Some(mitm) = &worker.mitm
-        && worker.cfg.rules.decide(&host, port).action == Action::Intercept
+        && worker.cfg.rules.decide_tls(&host, None, port).action == Action::Intercept
         && let Err(reason) = worker.leaf(mitm, &host)
     {
         return Err(ProxyError::Certificate {
