@@ -85,7 +85,9 @@ fn get(url: &str, host: &str, extra: &str) -> Vec<u8> {
 fn rule_logged(proxy: &Proxy, url: &str) -> String {
     let needle = format!("url={url} ");
     let line = proxy
-        .wait_for_line(LOG_WAIT, |l| l.contains("lynxio::access") && l.contains(&needle))
+        .wait_for_line(LOG_WAIT, |l| {
+            l.contains("lynxio::access") && l.contains(&needle)
+        })
         .unwrap_or_else(|| panic!("no access line for {url}; log:\n{}", proxy.log()));
     line.split(" rule=\"")
         .nth(1)
@@ -118,7 +120,7 @@ body = "gone for good\n"
 
 [[rule]]
 name = "stub-user"
-match = {{ port = {port}, method = "GET", path = "/api/user" }}
+match = {{ port = {port}, method = ["GET", "HEAD"], path = "/api/user" }}
 action = "mock"
 status = 201
 headers = {{ "content-type" = "application/json", "x-mock" = "1" }}
@@ -129,11 +131,22 @@ body = '{{"id":1}}'
     );
     let proxy = proxy_with(&dir, driver, &[]);
     let mut c = Reader::new(proxy.connect());
-    let blocked = roundtrip(&mut c, "GET", &get(&origin.url("/ads/banner.js"), &host, ""));
+    let blocked = roundtrip(
+        &mut c,
+        "GET",
+        &get(&origin.url("/ads/banner.js"), &host, ""),
+    );
     assert_eq!(blocked.status, 403);
-    assert!(blocked.body_str().contains("no-ads"), "{}", blocked.body_str());
+    assert!(
+        blocked.body_str().contains("no-ads"),
+        "{}",
+        blocked.body_str()
+    );
     let gone = roundtrip(&mut c, "GET", &get(&origin.url("/gone"), &host, ""));
-    assert_eq!((gone.status, gone.body_str().as_str()), (410, "gone for good\n"));
+    assert_eq!(
+        (gone.status, gone.body_str().as_str()),
+        (410, "gone for good\n")
+    );
     let mock = roundtrip(&mut c, "GET", &get(&origin.url("/api/user"), &host, ""));
     assert_eq!(mock.status, 201);
     assert_eq!(mock.body_str(), r#"{"id":1}"#);
@@ -143,10 +156,14 @@ body = '{{"id":1}}'
     let head = roundtrip(
         &mut c,
         "HEAD",
-        format!("HEAD {} HTTP/1.1\r\nHost: {host}\r\n\r\n", origin.url("/api/user")).as_bytes(),
+        format!(
+            "HEAD {} HTTP/1.1\r\nHost: {host}\r\n\r\n",
+            origin.url("/api/user")
+        )
+        .as_bytes(),
     );
     assert_eq!((head.status, head.body.len()), (201, 0));
-    // Not matched: POST is not GET, so it goes to the origin.
+    // Not matched: POST is neither GET nor HEAD, so it goes to the origin.
     let post = roundtrip(
         &mut c,
         "POST",
@@ -156,8 +173,15 @@ body = '{{"id":1}}'
         )
         .as_bytes(),
     );
-    assert_eq!((post.status, post.body_str().as_str()), (200, "POST /api/user"));
-    assert_eq!(next_request(&rx).method, "POST", "only the unmatched request reached the origin");
+    assert_eq!(
+        (post.status, post.body_str().as_str()),
+        (200, "POST /api/user")
+    );
+    assert_eq!(
+        next_request(&rx).method,
+        "POST",
+        "only the unmatched request reached the origin"
+    );
     assert!(rx.try_recv().is_err());
     assert_eq!(rule_logged(&proxy, &origin.url("/ads/banner.js")), "no-ads");
     assert_eq!(rule_logged(&proxy, &origin.url("/api/user")), "stub-user");
@@ -186,7 +210,10 @@ file = "fixtures/big.bin"
     for _ in 0..2 {
         let m = roundtrip(&mut c, "GET", &get("http://files.test/x", "files.test", ""));
         assert_eq!(m.status, 200);
-        assert_eq!(m.header("content-length"), Some(body.len().to_string().as_str()));
+        assert_eq!(
+            m.header("content-length"),
+            Some(body.len().to_string().as_str())
+        );
         assert!(m.body == body, "mock file body differs");
     }
 }
@@ -217,16 +244,27 @@ rewrite_host = true
     );
     let proxy = proxy_with(&dir, driver, &[]);
     let mut c = Reader::new(proxy.connect());
-    let r = roundtrip(&mut c, "GET", &get("http://api.prod.test/v1/x?q=1", "api.prod.test", ""));
+    let r = roundtrip(
+        &mut c,
+        "GET",
+        &get("http://api.prod.test/v1/x?q=1", "api.prod.test", ""),
+    );
     assert_eq!((r.status, r.body_str().as_str()), (200, "GET /v1/x?q=1"));
     assert_eq!(next_request(&rx).header("host"), Some("api.prod.test"));
-    let r = roundtrip(&mut c, "GET", &get("http://www.prod.test/", "www.prod.test", ""));
+    let r = roundtrip(
+        &mut c,
+        "GET",
+        &get("http://www.prod.test/", "www.prod.test", ""),
+    );
     assert_eq!(r.status, 200);
     assert_eq!(
         next_request(&rx).header("host"),
         Some(origin.addr.to_string().as_str())
     );
-    assert_eq!(rule_logged(&proxy, "http://api.prod.test/v1/x?q=1"), "to-staging");
+    assert_eq!(
+        rule_logged(&proxy, "http://api.prod.test/v1/x?q=1"),
+        "to-staging"
+    );
 }
 
 /// Every matching rewrite applies in file order (a later set of the same header wins), with the
@@ -258,8 +296,15 @@ path_prefix = { from = "/v1/", to = "/v2/" }
     let proxy = proxy_with(&dir, driver, &[]);
     let mut c = Reader::new(proxy.connect());
     let url = origin.url("/v1/items?page=2");
-    let r = roundtrip(&mut c, "GET", &get(&url, &host, "X-Secret: s3cret\r\nX-Env: client\r\n"));
-    assert_eq!((r.status, r.body_str().as_str()), (200, "GET /v2/items?page=2"));
+    let r = roundtrip(
+        &mut c,
+        "GET",
+        &get(&url, &host, "X-Secret: s3cret\r\nX-Env: client\r\n"),
+    );
+    assert_eq!(
+        (r.status, r.body_str().as_str()),
+        (200, "GET /v2/items?page=2")
+    );
     assert_eq!(r.header("x-proxy"), Some("lynxio"));
     assert_eq!(r.header("server"), None);
     assert_eq!(r.header("x-origin"), Some("yes"));
@@ -270,7 +315,11 @@ path_prefix = { from = "/v1/", to = "/v2/" }
     assert_eq!(seen.header("x-secret"), None);
     assert_eq!(rule_logged(&proxy, &url), "hdrs+v2");
     // Not under /v1/: untouched.
-    let r = roundtrip(&mut c, "GET", &get(&origin.url("/other"), &host, "X-Secret: s\r\n"));
+    let r = roundtrip(
+        &mut c,
+        "GET",
+        &get(&origin.url("/other"), &host, "X-Secret: s\r\n"),
+    );
     assert_eq!(r.header("server"), Some("test"));
     assert_eq!(next_request(&rx).header("x-secret"), Some("s"));
 }
@@ -326,7 +375,11 @@ action = "block"
         roundtrip(&mut c, "GET", &get(&origin.url(path), &host, extra)).status
     };
     assert_eq!(status("/a/special", "x-env: development\r\n"), 451);
-    assert_eq!(status("/a/special", "X-ENV: dev\r\nX-Real: 1\r\n"), 404, "not excludes");
+    assert_eq!(
+        status("/a/special", "X-ENV: dev\r\nX-Real: 1\r\n"),
+        404,
+        "not excludes"
+    );
     assert_eq!(status("/a/special", "x-env: prod\r\n"), 404);
     assert_eq!(status("/a/other", ""), 404);
     assert_eq!(status("/b/special", ""), 409, "the broad rule comes first");
@@ -452,9 +505,15 @@ fn sighup_reloads_rules(driver: &str) {
     proxy
         .wait_for_line(LOG_WAIT, |l| l.contains("rules reloaded"))
         .unwrap_or_else(|| panic!("no reload line; log:\n{}", proxy.log()));
-    let r = Reader::new(held).response("GET").expect("in-flight request");
+    let r = Reader::new(held)
+        .response("GET")
+        .expect("in-flight request");
     assert_eq!((r.status, r.body_str().as_str()), (200, "GET /held"));
-    assert_eq!(body(&mut idle), "new rules", "the idle connection sees the new rules");
+    assert_eq!(
+        body(&mut idle),
+        "new rules",
+        "the idle connection sees the new rules"
+    );
 
     dir.write("[[rule]]\nname = \"broken\"\nmatch = { path = \"~(\" }\naction = \"block\"\n");
     proxy.signal(SIGHUP);
@@ -462,7 +521,11 @@ fn sighup_reloads_rules(driver: &str) {
         .wait_for_line(LOG_WAIT, |l| l.contains("config rejected"))
         .unwrap_or_else(|| panic!("no rejection line; log:\n{}", proxy.log()));
     assert!(line.contains("lynxio.toml"), "{line}");
-    assert_eq!(body(&mut idle), "new rules", "a bad file leaves the rules in force");
+    assert_eq!(
+        body(&mut idle),
+        "new rules",
+        "a bad file leaves the rules in force"
+    );
     let mut fresh = Reader::new(proxy.connect());
     assert_eq!(body(&mut fresh), "new rules");
 }
@@ -470,7 +533,8 @@ fn sighup_reloads_rules(driver: &str) {
 /// SIGHUP on Linux.
 const SIGHUP: i32 = 1;
 
-/// A bad rule at startup is an error naming the file, the line and the problem; exit status 2.
+/// A bad rule at startup is an error naming the file, the rule, the line of the bad key and the
+/// problem, and lynxio exits with a failure status.
 fn startup_error_names_file_and_line(driver: &str) {
     let dir = ConfigDir::new(
         "bad",
@@ -487,7 +551,7 @@ fn startup_error_names_file_and_line(driver: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("lynxio.toml"), "{err}");
     assert!(err.contains("bad-regex"), "{err}");
-    assert!(err.contains("line 6"), "{err}");
+    assert!(err.contains("line 8"), "{err}");
 }
 
 drivers!(

@@ -56,12 +56,7 @@ pub fn plan<'r>(
 
 /// The plan for a CONNECT to `host:port`, before anything is dialed (only `block` and `delay`
 /// can act on a tunnel; the rest need interception to see requests).
-pub fn plan_connect<'r>(
-    rules: &'r RuleSet,
-    head: &RequestHead,
-    host: &str,
-    port: u16,
-) -> Plan<'r> {
+pub fn plan_connect<'r>(rules: &'r RuleSet, head: &RequestHead, host: &str, port: u16) -> Plan<'r> {
     if !rules.has_request_rules() {
         return Plan::default();
     }

@@ -23,6 +23,7 @@ use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
 use crate::rules::{Plan, RuleSet, Terminal};
 
+use super::act::{self, Answer};
 use super::body::write_within;
 use super::connect::{self, Intercepted, Sniffed};
 use super::ctx::{
@@ -30,7 +31,6 @@ use super::ctx::{
 };
 use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
-use super::act::{self, Answer};
 use super::{local, route, upgrade};
 
 /// How a client conversation ended.
@@ -400,12 +400,16 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         _ if local => local::answer(worker, client, head, &route, flow)
             .await
             .map(|keep| Forwarded::Done { keep }),
-        Some(Terminal::Block(b)) => act::answer(worker, client, head, flow, Answer::Block(b), &plan.rewrites)
-            .await
-            .map(|keep| Forwarded::Done { keep }),
-        Some(Terminal::Mock(m)) => act::answer(worker, client, head, flow, Answer::Mock(m), &plan.rewrites)
-            .await
-            .map(|keep| Forwarded::Done { keep }),
+        Some(Terminal::Block(b)) => {
+            act::answer(worker, client, head, flow, Answer::Block(b), &plan.rewrites)
+                .await
+                .map(|keep| Forwarded::Done { keep })
+        }
+        Some(Terminal::Mock(m)) => {
+            act::answer(worker, client, head, flow, Answer::Mock(m), &plan.rewrites)
+                .await
+                .map(|keep| Forwarded::Done { keep })
+        }
         terminal => {
             if let Some(Terminal::Redirect(to)) = terminal {
                 act::redirect(&mut route, to);

@@ -67,7 +67,10 @@ pub fn tls_action(
 /// Step 1 of a CONNECT: the `host:port` it asks for. CONNECT is only valid directly from a
 /// proxy client: inside a tunnel or an intercepted session it is refused before anything is
 /// dialed.
-pub fn target<'h>(head: &'h RequestHead, ctx: ConnCtx<'_>) -> Result<(Cow<'h, str>, u16), ProxyError> {
+pub fn target<'h>(
+    head: &'h RequestHead,
+    ctx: ConnCtx<'_>,
+) -> Result<(Cow<'h, str>, u16), ProxyError> {
     if !matches!(ctx, ConnCtx::Proxy) {
         return Err(ProxyError::ConnectInTunnel);
     }

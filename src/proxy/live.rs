@@ -74,11 +74,15 @@ impl LiveRules {
 pub struct WorkerRules {
     live: Arc<LiveRules>,
     seen: std::cell::Cell<u64>,
+    // An `Rc` around the shared `Arc`: cloning it once per exchange touches no counter other
+    // workers write.
+    #[allow(clippy::redundant_allocation)]
     cached: RefCell<Rc<Arc<RuleSet>>>,
 }
 
 impl WorkerRules {
     /// The rules for an exchange starting now (kept by the caller until it ends).
+    #[allow(clippy::redundant_allocation)] // see `cached`
     pub fn current(&self) -> Rc<Arc<RuleSet>> {
         let now = self.live.generation.load(Ordering::Acquire);
         if now != self.seen.get() {

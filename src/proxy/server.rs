@@ -14,10 +14,10 @@ use signal_hook::iterator::Signals;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use super::live::{LiveRules, Reloaded};
 use crate::admin::{self, Admin, AdminState};
 use crate::config::{Config, DEFAULT_DNS_THREADS};
 use crate::mitm::Interceptor;
-use super::live::{LiveRules, Reloaded};
 use crate::net::listener::bind_all;
 use crate::net::runtime::blocking_pool;
 use crate::net::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};
@@ -242,7 +242,9 @@ fn reload(rules: &LiveRules) {
         Ok(Reloaded::NoConfigFile) => {
             tracing::warn!("SIGHUP: started without --config, so there are no rules to reload")
         }
-        Err(e) => tracing::error!(error = %e, "SIGHUP: config rejected; the previous rules stay in force"),
+        Err(e) => {
+            tracing::error!(error = %e, "SIGHUP: config rejected; the previous rules stay in force")
+        }
     }
 }
 

@@ -22,8 +22,8 @@ use crate::observe::metrics::WorkerMetrics;
 
 use super::access::{ACCESS_FLUSH_EVERY, LogOutput};
 use super::client;
-use super::live::LiveRules;
 use super::ctx::{Peer, Worker};
+use super::live::LiveRules;
 use super::server::Event;
 
 /// Back-off after an accept error such as EMFILE, so a full fd table is not a busy loop.

@@ -120,7 +120,9 @@ impl Side {
             | ProxyError::Certificate { .. }
             | ProxyError::UpstreamTls { .. }
             | ProxyError::BadResponse(_)
-            | ProxyError::UpstreamIo(_) => Side::Origin,
+            | ProxyError::UpstreamIo(_)
+            // The mock file stands in for the origin.
+            | ProxyError::MockFile { .. } => Side::Origin,
             ProxyError::BadRequest(_)
             | ProxyError::NotProxyRequest
             | ProxyError::HttpsWithoutConnect

@@ -18,6 +18,9 @@ pub use crate::net::runtime::DriverKind;
 use crate::observe::hub::{CaptureTarget, DEFAULT_QUEUE_CAPACITY};
 use crate::rules::{RuleError, RuleSet, RuleSpec};
 
+mod rules_source;
+pub use rules_source::RulesSource;
+
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Slowloris bound: a request head must be complete this long after its first byte.
@@ -321,8 +324,10 @@ pub struct Config {
     pub splice: bool,
     /// Directory of the root CA (`--ca-dir`, or the default); loaded when interception starts.
     pub ca_dir: PathBuf,
-    /// Interception rules, compiled once.
+    /// The rules at start (SIGHUP puts new ones in force: see `proxy::live`).
     pub rules: Arc<RuleSet>,
+    /// Where the rules come from, to read them again on SIGHUP.
+    pub rules_source: RulesSource,
     /// Extra roots for verifying intercepted origins.
     pub upstream_ca: Option<PathBuf>,
     /// Skip origin certificate verification when intercepting.
@@ -353,6 +358,9 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
     #[error("invalid rule: {0}")]
     Rule(#[from] RuleError),
+    /// A `[[rule]]` of the config file (the error names the rule and its line).
+    #[error("config file {path}: {source}")]
+    FileRule { path: PathBuf, source: RuleError },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -369,10 +377,12 @@ impl Settings {
             path: path.to_owned(),
             source,
         })?;
-        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut settings: Settings = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
-        })
+        })?;
+        crate::rules::attach_lines(&mut settings.rule, &text);
+        Ok(settings)
     }
 
     /// `self` (flags) over `file`: every value given as a flag wins.
@@ -444,6 +454,10 @@ impl Config {
         let file = match &flags.config {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
+        };
+        let rules_source = RulesSource {
+            path: flags.config.clone(),
+            mitm_flags: flags.mitm.clone(),
         };
         let s = flags.over(file);
 
@@ -525,7 +539,7 @@ impl Config {
                 return Err(invalid(key, "must be greater than zero"));
             }
         }
-        let rules = Arc::new(RuleSet::compile(&s.rule, &s.mitm)?);
+        let rules = Arc::new(rules_source.compile_specs(&s.rule, &s.mitm)?);
         let capture_bodies = s.capture_bodies.unwrap_or(0);
         if capture_bodies > MAX_CAPTURE_BODIES {
             return Err(invalid(
@@ -587,6 +601,7 @@ impl Config {
             splice: !s.no_splice,
             ca_dir: s.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir),
             rules,
+            rules_source,
             upstream_ca: s.upstream_ca,
             insecure_upstream: s.insecure_upstream,
             log_format: s.log_format.unwrap_or(LogFormat::Text),
