@@ -54,60 +54,28 @@ TICKS=$(getconf CLK_TCK)
 make_workdir lynxio-bench-flows
 start_nginx "$NGINX_PORT" "$LOAD_CORE"
 
-# measure NAME BIN FLAGS... : one wrk run through a fresh proxy; appends "rps cpu_us" to
-# $WORK/NAME.runs.
-measure() {
-    local name=$1 bin=$2
-    shift 2
-    rm -f "$WORK/capture.jsonl"
-    taskset -c "$PROXY_CORE" "$bin" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
-        --cpus "$PROXY_CORE" --driver uring "$@" >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
-    local pid=$! scraper=""
-    PIDS+=("$pid")
-    wait_port "$LYNXIO_PORT"
+# During an "admin scrape" run, /metrics is scraped every 100 ms.
+during_load() {
     if [[ " $* " == *" --admin "* ]]; then
-        (while true; do
+        while true; do
             curl -s -o /dev/null "http://127.0.0.1:$ADMIN_PORT/metrics" || true
             sleep 0.1
-        done) &
-        scraper=$!
-    fi
-    local before after out
-    before=$(cpu_ticks "$pid")
-    out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
-        wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
-    after=$(cpu_ticks "$pid")
-    [ -n "$scraper" ] && kill "$scraper" 2>/dev/null && wait "$scraper" 2>/dev/null || true
-    echo "$out" >>"$WORK/wrk.log"
-    stop_pid "$pid"
-    python3 - "$out" "$before" "$after" "$TICKS" >>"$WORK/$name.runs" <<'PY'
-import re, sys
-out, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-total = int(re.search(r"(\d+) requests in", out).group(1))
-bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-if bad or "Socket errors" in out:
-    print("warning: errors in this run", file=sys.stderr)
-cpu_us = (after - before) / ticks * 1e6 / max(total, 1)
-print(f"{rps:.0f} {cpu_us:.2f}")
-PY
-    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request)" >&2
-    if [ -f "$WORK/capture.jsonl" ]; then
-        echo "    capture: $(wc -l <"$WORK/capture.jsonl") events" >&2
+        done
     fi
 }
+DURING_LOAD=during_load
 
 VARIANTS=()
 [ -n "$BASE_BIN" ] && VARIANTS+=("before flows")
 VARIANTS+=("no access log" "access log" "capture" "capture bodies" "admin scrape")
 run_variant() {
     case "$1" in
-    "before flows") measure "$1" "$BASE_BIN" ;;
-    "no access log") measure "$1" "$LYNXIO" --log warn ;;
-    "access log") measure "$1" "$LYNXIO" ;;
-    "capture") measure "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" ;;
-    "capture bodies") measure "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" --capture-bodies 4096 ;;
-    "admin scrape") measure "$1" "$LYNXIO" --admin "127.0.0.1:$ADMIN_PORT" ;;
+    "before flows") measure_lynxio "$1" "$BASE_BIN" ;;
+    "no access log") measure_lynxio "$1" "$LYNXIO" --log warn ;;
+    "access log") measure_lynxio "$1" "$LYNXIO" ;;
+    "capture") measure_lynxio "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" ;;
+    "capture bodies") measure_lynxio "$1" "$LYNXIO" --capture "$WORK/capture.jsonl" --capture-bodies 4096 ;;
+    "admin scrape") measure_lynxio "$1" "$LYNXIO" --admin "127.0.0.1:$ADMIN_PORT" ;;
     esac
 }
 
@@ -118,51 +86,9 @@ for rep in $(seq 1 "$REPS"); do
     for v in "${VARIANTS[@]}"; do run_variant "$v"; done
 done
 
-printf '\n| variant | req/s | vs no access log | proxy CPU µs/request | vs no access log |\n'
-printf '|---|---:|---:|---:|---:|\n'
-python3 - "$WORK" "${VARIANTS[@]}" <<'PY'
-import sys, statistics
-work, names = sys.argv[1], sys.argv[2:]
-rows = {}
-for n in names:
-    runs = [tuple(map(float, l.split())) for l in open(f"{work}/{n}.runs")]
-    rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
-base = rows["no access log"]
-for n in names:
-    rps, cpu = rows[n]
-    print(f"| {n} | {rps:.0f} | {rps / base[0]:.2f}x | {cpu:.2f} | {cpu / base[1]:.2f}x |")
-PY
+median_table "no access log" "${VARIANTS[@]}"
 
 [ -n "${INSTRUCTIONS:-}" ] || exit 0
-
-# instructions NAME REQUESTS_DURATION BIN FLAGS... : total instructions of one proxy run under
-# callgrind that serves wrk for REQUESTS_DURATION (or nothing, for 0); prints "instructions
-# requests".
-instructions() {
-    local name=$1 dur=$2 bin=$3
-    shift 3
-    rm -f "$WORK/capture.jsonl" "$WORK"/cg.*
-    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$bin" \
-        --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 --driver epoll "$@" \
-        >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
-    local pid=$! total=0
-    PIDS+=("$pid")
-    for _ in $(seq 1 300); do
-        grep -q "listening on" "$WORK/lynxio.out" 2>/dev/null && break
-        sleep 0.1
-    done
-    if [ "$dur" != 0 ]; then
-        local out
-        out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
-            wrk -t1 -c8 -d"$dur" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
-        total=$(echo "$out" | awk '/requests in/ {print $1}')
-    fi
-    stop_pid "$pid"
-    sleep 0.5
-    local ir
-    ir=$(awk '/^summary:/ {s += $2} END {print s + 0}' "$WORK"/cg.*)
-    echo "$ir $total"
-}
 
 echo "instructions per request (callgrind)" >&2
 read -r IDLE_IR _ <<<"$(instructions idle 0 "$LYNXIO" --log warn)"

@@ -154,3 +154,97 @@ PY
 cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat"
 }
+
+# measure_lynxio NAME BIN FLAGS... : one wrk run (100 B keep-alive, absolute-form, CONNS
+# connections for DURATION) through a fresh BIN (1 worker, io_uring, pinned to PROXY_CORE) on
+# LYNXIO_PORT; appends "rps cpu_us_per_request" to $WORK/NAME.runs. Needs start_nginx on
+# NGINX_PORT and TICKS. If DURING_LOAD names a function, it runs in the background during the
+# load with FLAGS as arguments. A capture at $WORK/capture.jsonl is removed first and counted.
+measure_lynxio() {
+    local name=$1 bin=$2
+    shift 2
+    rm -f "$WORK/capture.jsonl"
+    taskset -c "$PROXY_CORE" "$bin" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
+        --cpus "$PROXY_CORE" --driver uring "$@" >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
+    local pid=$! helper=""
+    PIDS+=("$pid")
+    wait_port "$LYNXIO_PORT"
+    if [ -n "${DURING_LOAD:-}" ]; then
+        "$DURING_LOAD" "$@" &
+        helper=$!
+    fi
+    local before after out
+    before=$(cpu_ticks "$pid")
+    out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
+        wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+    after=$(cpu_ticks "$pid")
+    [ -n "$helper" ] && kill "$helper" 2>/dev/null && wait "$helper" 2>/dev/null || true
+    echo "$out" >>"$WORK/wrk.log"
+    stop_pid "$pid"
+    python3 - "$out" "$before" "$after" "$TICKS" >>"$WORK/$name.runs" <<'PY'
+import re, sys
+out, before, after, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if bad or "Socket errors" in out:
+    print("warning: errors in this run", file=sys.stderr)
+cpu_us = (after - before) / ticks * 1e6 / max(total, 1)
+print(f"{rps:.0f} {cpu_us:.2f}")
+PY
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request)" >&2
+    if [ -f "$WORK/capture.jsonl" ]; then
+        echo "    capture: $(wc -l <"$WORK/capture.jsonl") events" >&2
+    fi
+}
+
+# median_table BASE NAMES... : a Markdown table of each NAME's median req/s and CPU per request
+# (from $WORK/NAME.runs) and both as ratios to BASE.
+median_table() {
+    local base=$1
+    shift
+    printf '\n| variant | req/s | vs %s | proxy CPU µs/request | vs %s |\n|---|---:|---:|---:|---:|\n' \
+        "$base" "$base"
+    python3 - "$WORK" "$base" "$@" <<'PY'
+import sys, statistics
+work, base_name, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+rows = {}
+for n in names:
+    runs = [tuple(map(float, l.split())) for l in open(f"{work}/{n}.runs")]
+    rows[n] = (statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs))
+base = rows[base_name]
+for n in names:
+    rps, cpu = rows[n]
+    print(f"| {n} | {rps:.0f} | {rps / base[0]:.2f}x | {cpu:.2f} | {cpu / base[1]:.2f}x |")
+PY
+}
+
+# instructions NAME REQUESTS_DURATION BIN FLAGS... (needs LYNXIO_PORT, NGINX_PORT, LOAD_CORE): total instructions of one proxy run under
+# callgrind that serves wrk for REQUESTS_DURATION (or nothing, for 0); prints "instructions
+# requests".
+instructions() {
+    local name=$1 dur=$2 bin=$3
+    shift 3
+    rm -f "$WORK/capture.jsonl" "$WORK"/cg.*
+    valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.%p" "$bin" \
+        --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 --driver epoll "$@" \
+        >"$WORK/lynxio.out" 2>"$WORK/lynxio.err" &
+    local pid=$! total=0
+    PIDS+=("$pid")
+    for _ in $(seq 1 300); do
+        grep -q "listening on" "$WORK/lynxio.out" 2>/dev/null && break
+        sleep 0.1
+    done
+    if [ "$dur" != 0 ]; then
+        local out
+        out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
+            wrk -t1 -c8 -d"$dur" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+        total=$(echo "$out" | awk '/requests in/ {print $1}')
+    fi
+    stop_pid "$pid"
+    sleep 0.5
+    local ir
+    ir=$(awk '/^summary:/ {s += $2} END {print s + 0}' "$WORK"/cg.*)
+    echo "$ir $total"
+}
+
