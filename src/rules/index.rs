@@ -7,7 +7,7 @@
 //! order by merging a few sorted lists; the caller still tests each candidate's full condition.
 //! Nothing is allocated unless a host hits more than [`MERGE_INLINE`] lists.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use regex::{RegexSet, RegexSetBuilder};
 
@@ -24,8 +24,11 @@ pub const MAX_REGEX_SET_SIZE: usize = 64 << 20;
 pub(super) struct HostIndex {
     exact: HashMap<Box<str>, Vec<u32>>,
     suffix: HashMap<Box<str>, Vec<u32>>,
-    /// No host key, or `*`.
+    /// No host key (or `*`) and no method key.
     any: Vec<u32>,
+    /// No host key (or `*`) but a method key: filed under each of its methods, so a path rule
+    /// for POST costs a GET nothing.
+    any_by_method: Vec<(Box<str>, Vec<u32>)>,
     /// Other globs and regexes, with their prefilter sources until `finish`.
     patterned: Vec<u32>,
     sources: Vec<String>,
@@ -34,8 +37,23 @@ pub(super) struct HostIndex {
 }
 
 impl HostIndex {
-    /// Files rule `index`; indices must be inserted in increasing order.
-    pub(super) fn insert(&mut self, index: u32, host: Option<&HostPattern>) {
+    /// Files rule `index` (host pattern, accepted methods: empty = any); indices must be
+    /// inserted in increasing order.
+    pub(super) fn insert(&mut self, index: u32, host: Option<&HostPattern>, methods: &[String]) {
+        let hostless = matches!(host, None | Some(HostPattern::Any));
+        if hostless && !methods.is_empty() {
+            for m in methods {
+                match self
+                    .any_by_method
+                    .iter_mut()
+                    .find(|(name, _)| **name == **m)
+                {
+                    Some((_, list)) => list.push(index),
+                    None => self.any_by_method.push((m.as_str().into(), vec![index])),
+                }
+            }
+            return;
+        }
         let list = match host {
             Some(HostPattern::Exact(h)) => self.exact.entry(h.clone()).or_default(),
             Some(HostPattern::Suffix(s)) => self.suffix.entry(s.clone()).or_default(),
@@ -65,8 +83,15 @@ impl HostIndex {
             .ok();
     }
 
-    /// Adds the lists of rules that may match `host` or `sni` (normalized) to `merge`.
-    pub(super) fn lookup<'a>(&'a self, host: &str, sni: Option<&str>, merge: &mut Merge<'a>) {
+    /// Adds the lists of rules that may match `host` or `sni` (normalized) and `method` (a
+    /// request's; `None` at CONNECT, where rules have no methods) to `merge`.
+    pub(super) fn lookup<'a>(
+        &'a self,
+        host: &str,
+        sni: Option<&str>,
+        method: Option<&str>,
+        merge: &mut Merge<'a>,
+    ) {
         for name in std::iter::once(host).chain(sni) {
             if !self.exact.is_empty()
                 && let Some(list) = self.exact.get(name)
@@ -82,6 +107,11 @@ impl HostIndex {
             }
         }
         merge.push(&self.any);
+        if let Some(method) = method
+            && let Some((_, list)) = self.any_by_method.iter().find(|(m, _)| **m == *method)
+        {
+            merge.push(list);
+        }
         if !self.patterned.is_empty() {
             let may = match &self.prefilter {
                 Some(set) => std::iter::once(host).chain(sni).any(|n| set.is_match(n)),
@@ -146,7 +176,15 @@ impl<'a> Merge<'a> {
 impl Iterator for Merge<'_> {
     type Item = u32;
 
+    #[inline]
     fn next(&mut self) -> Option<u32> {
+        // One list (the usual case: host-less rules, or one host's rules) is already in order
+        // and has no duplicates.
+        if self.spill.is_empty() && self.len == 1 {
+            let (&head, rest) = self.inline[0].split_first()?;
+            self.inline[0] = rest;
+            return Some(head);
+        }
         loop {
             let last = self.last;
             let lists = self.lists();

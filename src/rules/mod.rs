@@ -291,9 +291,9 @@ impl RuleSet {
         let index = u32::try_from(self.rules.len()).unwrap_or(u32::MAX);
         let host = rule.cond.host.as_ref();
         match rule.kind {
-            Kind::Tls(_) => self.tls.insert(index, host),
+            Kind::Tls(_) => self.tls.insert(index, host, &rule.cond.methods),
             _ => {
-                self.requests.insert(index, host);
+                self.requests.insert(index, host, &rule.cond.methods);
                 self.request_rules += 1;
                 if !rule.kind.is_terminal() {
                     self.last_non_terminal = Some(index);
@@ -333,7 +333,7 @@ impl RuleSet {
             .map(normalize_host)
             .filter(|s| !s.is_empty() && *s != host);
         let mut merge = Merge::default();
-        self.tls.lookup(&host, sni.as_deref(), &mut merge);
+        self.tls.lookup(&host, sni.as_deref(), None, &mut merge);
         for i in merge {
             let Some(rule) = self.rules.get(i as usize) else {
                 continue;
@@ -372,7 +372,8 @@ impl RuleSet {
         let host = normalize_host(req.host);
         let path = req.path.split_once('?').map_or(req.path, |(p, _)| p);
         let mut merge = Merge::default();
-        self.requests.lookup(&host, None, &mut merge);
+        self.requests
+            .lookup(&host, None, Some(req.method), &mut merge);
         let mut delay = None::<Duration>;
         for i in merge {
             let Some(rule) = self.rules.get(i as usize) else {

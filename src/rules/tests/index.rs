@@ -94,7 +94,10 @@ fn gen_request_rule(rng: &mut Rng, i: usize, out: &mut String) {
         ));
     }
     if rng.chance(15) {
-        keys.push(format!("method = '{}'", rng.pick(&["GET", "POST"])));
+        keys.push(format!(
+            "method = {}",
+            rng.pick(&["'GET'", "'POST'", "['GET', 'HEAD']", "['POST', 'GET']"])
+        ));
     }
     if rng.chance(15) {
         keys.push(format!("not = {{ host = '{}' }}", rng.pick(HOST_PATTERNS)));
@@ -195,7 +198,7 @@ fn plan_equals_a_linear_scan() {
         assert_eq!(set.len(), count);
         for host in HOSTS {
             for path in PATHS {
-                for method in ["GET", "POST"] {
+                for method in ["GET", "POST", "HEAD"] {
                     let r = req(host, path).method(method);
                     let view = r.view();
                     let want = linear(&set, &view);
