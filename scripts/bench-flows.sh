@@ -35,17 +35,9 @@ LYNXIO_PORT=${LYNXIO_PORT:-18492}
 ADMIN_PORT=${ADMIN_PORT:-18493}
 BASE_BIN=${BASE_BIN:-}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v curl >/dev/null || need+=(curl)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if [ -n "${INSTRUCTIONS:-}" ]; then command -v valgrind >/dev/null || need+=(valgrind); fi
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing: ${need[*]}" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+tools=(wrk curl nginx)
+[ -n "${INSTRUCTIONS:-}" ] && tools+=(valgrind)
+install_missing "${tools[@]}"
 
 cargo build --release --quiet
 LYNXIO=target/release/lynxio

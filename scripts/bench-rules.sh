@@ -23,16 +23,9 @@ LOAD_CORE=${LOAD_CORE:-1}
 NGINX_PORT=${NGINX_PORT:-18590}
 LYNXIO_PORT=${LYNXIO_PORT:-18592}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if [ -n "${INSTRUCTIONS:-}" ]; then command -v valgrind >/dev/null || need+=(valgrind); fi
-if [ ${#need[@]} -gt 0 ]; then
-    echo "installing: ${need[*]}" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+tools=(wrk nginx)
+[ -n "${INSTRUCTIONS:-}" ] && tools+=(valgrind)
+install_missing "${tools[@]}"
 
 cargo build --release --quiet
 LYNXIO=target/release/lynxio

@@ -11,7 +11,7 @@
 #
 # Layout on a 2-core machine: each proxy (1 worker) on core 0; the load tool (clients and
 # origin) on core 1.
-# Usage: scripts/bench-ws.sh        (SECONDS_PER_RUN=6 REPS=3 to tune; NGINX=path)
+# Usage: scripts/bench-ws.sh        (SECONDS_PER_RUN=6 REPS=3 to tune)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
@@ -26,7 +26,7 @@ INSPECT_PORT=${INSPECT_PORT:-18683}
 MITM_PORT=${MITM_PORT:-18684}
 NGINX_PORT=${NGINX_PORT:-18685}
 ORIGIN_PORT=${ORIGIN_PORT:-18686}
-NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+install_missing nginx
 
 cargo build --release --quiet --bin lynxio --example ws_load
 LYNXIO=target/release/lynxio
@@ -49,32 +49,17 @@ MITM_PID=$(start_lynxio "$MITM_PORT" "$WORK/mitm.err" --mitm '*' --insecure-upst
     --ca-dir "$WORK/ca")
 PIDS+=("$RELAY_PID" "$INSPECT_PID" "$MITM_PID")
 
-mkdir -p "$WORK/ngx"
-cat >"$WORK/nginx.conf" <<EOF
-worker_processes 1;
-pid $WORK/nginx.pid;
-error_log $WORK/ngx/error.log warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $WORK/ngx;
-    proxy_temp_path $WORK/ngx;
-    fastcgi_temp_path $WORK/ngx;
-    uwsgi_temp_path $WORK/ngx;
-    scgi_temp_path $WORK/ngx;
+write_nginx_conf "
     server {
         listen 127.0.0.1:$NGINX_PORT;
         location / {
             proxy_pass http://127.0.0.1:$ORIGIN_PORT;
             proxy_http_version 1.1;
             proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Connection "upgrade";
+            proxy_set_header Connection upgrade;
             proxy_read_timeout 600s;
         }
-    }
-}
-EOF
+    }"
 taskset -c "$PROXY_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
 for port in "$RELAY_PORT" "$INSPECT_PORT" "$MITM_PORT" "$NGINX_PORT"; do wait_port "$port"; done
 NGINX_WORKER=$(pgrep -P "$(cat "$WORK/nginx.pid")" | head -1)

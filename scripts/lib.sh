@@ -77,14 +77,10 @@ except ValueError:
 PY
 }
 
-# start_nginx PORT CORE: an nginx origin on 127.0.0.1:PORT pinned to CORE serving /100b and
-# /1m from $WORK/www (needs NGINX, the binary), and the wrk script for absolute-form requests.
-start_nginx() {
-    local port=$1 core=$2
-    mkdir -p "$WORK/www" "$WORK/ngx"
-    head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
-    head -c 1048576 /dev/urandom >"$WORK/www/1m"
-    chmod -R a+rX "$WORK/www"
+# write_nginx_conf HTTP_BODY: $WORK/nginx.conf for one daemonised worker (pid and logs in
+# $WORK, temp files in $WORK/ngx, no access log) with HTTP_BODY inside its http block.
+write_nginx_conf() {
+    mkdir -p "$WORK/ngx"
     cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
 pid $WORK/nginx.pid;
@@ -93,23 +89,53 @@ daemon on;
 events { worker_connections 4096; }
 http {
     access_log off;
-    # Measured here: on loopback nginx serves 1 MiB faster with plain writes than sendfile.
-    sendfile off;
-    keepalive_requests 1000000;
-    keepalive_timeout 120s;
     client_body_temp_path $WORK/ngx;
     proxy_temp_path $WORK/ngx;
     fastcgi_temp_path $WORK/ngx;
     uwsgi_temp_path $WORK/ngx;
     scgi_temp_path $WORK/ngx;
+$1
+}
+EOF
+}
+
+# install_missing TOOL... : installs from Debian the benchmark tools not on PATH (wrk, curl,
+# nginx, valgrind, ...; needs root and apt-get) and sets NGINX to nginx's path.
+install_missing() {
+    local need=() t
+    for t in "$@"; do
+        case "$t" in
+        nginx) command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx) ;;
+        *) command -v "$t" >/dev/null || need+=("$t") ;;
+        esac
+    done
+    if [ ${#need[@]} -gt 0 ]; then
+        echo "installing: ${need[*]}" >&2
+        apt-get update -qq >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >&2
+    fi
+    NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+}
+
+# start_nginx PORT CORE: an nginx origin on 127.0.0.1:PORT pinned to CORE serving /100b and
+# /1m from $WORK/www (needs NGINX, the binary), and the wrk script for absolute-form requests.
+start_nginx() {
+    local port=$1 core=$2
+    mkdir -p "$WORK/www" "$WORK/ngx"
+    head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
+    head -c 1048576 /dev/urandom >"$WORK/www/1m"
+    chmod -R a+rX "$WORK/www"
+    write_nginx_conf "
+    # Measured here: on loopback nginx serves 1 MiB faster with plain writes than sendfile.
+    sendfile off;
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
     types { }
     default_type application/octet-stream;
     server {
         listen 127.0.0.1:$port reuseport;
         root $WORK/www;
-    }
-}
-EOF
+    }"
     # nginx inherits the affinity: it shares the load core with wrk.
     taskset -c "$core" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
     wait_port "$port"
