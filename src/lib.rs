@@ -22,3 +22,6 @@ pub mod rules;
 pub mod sniff;
 pub mod tunnel;
 pub mod ws;
+
+#[cfg(test)]
+mod testutil;

@@ -3,6 +3,7 @@
 //! with its close code; incremental UTF-8 checking; close payloads and `close_frame` round trips.
 
 use super::*;
+use crate::testutil::Rng;
 
 const C2S: Direction = Direction::ClientToServer;
 const S2C: Direction = Direction::ServerToClient;
@@ -75,18 +76,6 @@ fn text(first: &[u8], length: u64, fragments: u32, truncated: bool) -> Observed 
         compressed: false,
         first: first.to_vec(),
         truncated,
-    }
-}
-
-/// A small deterministic generator (xorshift64*), so random chunking is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 

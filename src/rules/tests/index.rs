@@ -7,27 +7,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use super::*;
-
-/// xorshift64*: deterministic and dependency-free.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        let i = (self.next() % items.len() as u64) as usize;
-        items.get(i).copied().unwrap_or_default()
-    }
-
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-}
+use crate::testutil::Rng;
 
 const DEEP: &str = "x.a.b.c.d.e.f.g.h.i.j.test";
 
