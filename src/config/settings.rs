@@ -1,0 +1,237 @@
+//! [`Settings`]: every setting as a flag and as a key of the TOML config file, each optional
+//! ("not given here"), read from the file and merged flag-over-file; [`super::Config`] turns
+//! the merged settings into validated values with defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use serde::Deserialize;
+
+use super::{ConfigError, DriverKind, LogFormat};
+use crate::rules::RuleSpec;
+
+/// Every setting, as a flag and as a key of the TOML config file (`listen = [...]`,
+/// `connect_timeout = "2s"`, ...). `None`/empty means "not given here".
+#[derive(Debug, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on (repeatable). Default 127.0.0.1:8080.
+    #[arg(long = "listen", value_name = "ADDR")]
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads, one runtime each. Default: available cores.
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
+    /// Pin each worker to a core (default when --cpus is given).
+    #[arg(long = "pin", overrides_with = "no_pin")]
+    #[serde(skip)]
+    pub pin_flag: bool,
+    /// Do not pin workers to cores.
+    #[arg(long = "no-pin", overrides_with = "pin_flag")]
+    #[serde(skip)]
+    pub no_pin: bool,
+    /// File key for pinning (`pin = true`).
+    #[arg(skip)]
+    pub pin: Option<bool>,
+    /// Cores to pin workers to, e.g. `0-3,6` (workers take them round-robin).
+    #[arg(long, value_name = "LIST")]
+    pub cpus: Option<String>,
+    /// Event driver.
+    #[arg(long, value_enum, value_name = "auto|uring|epoll")]
+    pub driver: Option<DriverKind>,
+    /// io_uring submission queue size per worker.
+    #[arg(long, value_name = "N")]
+    pub ring_entries: Option<u32>,
+    /// Enable io_uring kernel submission polling with this idle time in ms (off by default).
+    #[arg(long, value_name = "IDLE_MS")]
+    pub sqpoll: Option<u32>,
+    /// TOML configuration file; flags override its values.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Static name resolution like curl: `HOST:PORT:ADDR[,ADDR...]` (repeatable).
+    #[arg(long, value_name = "HOST:PORT:ADDR")]
+    pub resolve: Vec<String>,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `lynxio=debug`. Default: RUST_LOG or info.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+    /// A request head must arrive completely within this time of its first byte.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub client_head_timeout: Option<Duration>,
+    /// Upstream connect timeout.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub connect_timeout: Option<Duration>,
+    /// Upstream response head timeout (also the longest stall inside a response: origin silent or client not reading).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub response_timeout: Option<Duration>,
+    /// Client keep-alive idle timeout (also the longest stall inside a request body, either side).
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub client_idle_timeout: Option<Duration>,
+    /// How long idle upstream connections stay pooled.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub upstream_idle_timeout: Option<Duration>,
+    /// Graceful shutdown: time allowed for in-flight requests after SIGINT/SIGTERM.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub drain_timeout: Option<Duration>,
+    /// How long resolved addresses are cached.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub dns_ttl: Option<Duration>,
+    /// Largest request/response head in bytes (431 / 502 beyond).
+    #[arg(long, value_name = "BYTES")]
+    pub max_head_bytes: Option<usize>,
+    /// Most header fields in a head.
+    #[arg(long, value_name = "N")]
+    pub max_headers: Option<usize>,
+    /// Idle upstream connections kept per origin per worker.
+    #[arg(long, value_name = "N")]
+    pub pool_max_per_host: Option<usize>,
+    /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub sniff_timeout: Option<Duration>,
+    /// Close a CONNECT tunnel after this long without a byte in either direction.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// Kernel pipe size in bytes for zero-copy tunnels (rounded up to a page by the kernel).
+    #[arg(long, value_name = "BYTES")]
+    pub pipe_size: Option<usize>,
+    /// Relay tunnels through user-space buffers instead of splice(2).
+    #[arg(long)]
+    #[serde(default)]
+    pub no_splice: bool,
+    /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).
+    /// Default: $XDG_DATA_HOME/lynxio or ~/.local/share/lynxio.
+    #[arg(long, value_name = "DIR")]
+    pub ca_dir: Option<PathBuf>,
+    /// Intercept (MITM) CONNECT targets whose host matches this glob (repeatable; `*` = all).
+    /// Applied after the config file's `[[rule]]` tables.
+    #[arg(long, value_name = "GLOB")]
+    #[serde(default)]
+    pub mitm: Vec<String>,
+    /// Extra trusted root certificates (PEM) for verifying intercepted origins, on top of the
+    /// built-in webpki roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Do not verify intercepted origins' certificates (testing only; logged loudly).
+    #[arg(long)]
+    #[serde(default)]
+    pub insecure_upstream: bool,
+    /// Log line format: text or json (one object per line).
+    #[arg(long, value_enum, value_name = "text|json")]
+    pub log_format: Option<LogFormat>,
+    /// Write flow events as JSON Lines to FILE (`-` = stdout): request, response, end,
+    /// tunnel_open, tunnel_close, error. Appends to an existing file.
+    #[arg(long, value_name = "FILE")]
+    pub capture: Option<PathBuf>,
+    /// Also capture up to this many bytes of each request and response body.
+    #[arg(long, value_name = "BYTES")]
+    pub capture_bodies: Option<usize>,
+    /// Events each worker may queue for the capture/live writer before new ones are dropped
+    /// (and counted). Default 16384.
+    #[arg(long, value_name = "N")]
+    pub capture_queue: Option<usize>,
+    /// Serve /healthz, /metrics (Prometheus) and /events (live flow events, SSE) on ADDR.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
+    /// Bearer token required by the admin listener (required on a non-loopback address).
+    #[arg(long, value_name = "TOKEN")]
+    pub admin_token: Option<String>,
+    /// `[[rule]]` tables (config file only).
+    #[arg(skip)]
+    #[serde(default)]
+    pub rule: Vec<RuleSpec>,
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
+}
+
+impl Settings {
+    /// Read a TOML config file into settings.
+    pub fn from_file(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut settings: Settings = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        crate::rules::attach_lines(&mut settings.rule, &text);
+        Ok(settings)
+    }
+
+    /// `self` (flags) over `file`: every value given as a flag wins.
+    pub(super) fn over(self, file: Settings) -> Settings {
+        let pin = if self.pin_flag {
+            Some(true)
+        } else if self.no_pin {
+            Some(false)
+        } else {
+            file.pin
+        };
+        Settings {
+            listen: if self.listen.is_empty() {
+                file.listen
+            } else {
+                self.listen
+            },
+            resolve: if self.resolve.is_empty() {
+                file.resolve
+            } else {
+                self.resolve
+            },
+            workers: self.workers.or(file.workers),
+            pin_flag: false,
+            no_pin: false,
+            pin,
+            cpus: self.cpus.or(file.cpus),
+            driver: self.driver.or(file.driver),
+            ring_entries: self.ring_entries.or(file.ring_entries),
+            sqpoll: self.sqpoll.or(file.sqpoll),
+            config: None,
+            log: self.log.or(file.log),
+            client_head_timeout: self.client_head_timeout.or(file.client_head_timeout),
+            connect_timeout: self.connect_timeout.or(file.connect_timeout),
+            response_timeout: self.response_timeout.or(file.response_timeout),
+            client_idle_timeout: self.client_idle_timeout.or(file.client_idle_timeout),
+            upstream_idle_timeout: self.upstream_idle_timeout.or(file.upstream_idle_timeout),
+            drain_timeout: self.drain_timeout.or(file.drain_timeout),
+            dns_ttl: self.dns_ttl.or(file.dns_ttl),
+            max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
+            max_headers: self.max_headers.or(file.max_headers),
+            pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
+            sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
+            tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
+            pipe_size: self.pipe_size.or(file.pipe_size),
+            no_splice: self.no_splice || file.no_splice,
+            ca_dir: self.ca_dir.or(file.ca_dir),
+            mitm: if self.mitm.is_empty() {
+                file.mitm
+            } else {
+                self.mitm
+            },
+            rule: file.rule,
+            upstream_ca: self.upstream_ca.or(file.upstream_ca),
+            insecure_upstream: self.insecure_upstream || file.insecure_upstream,
+            log_format: self.log_format.or(file.log_format),
+            capture: self.capture.or(file.capture),
+            capture_bodies: self.capture_bodies.or(file.capture_bodies),
+            capture_queue: self.capture_queue.or(file.capture_queue),
+            admin: self.admin.or(file.admin),
+            admin_token: self.admin_token.or(file.admin_token),
+        }
+    }
+}
