@@ -17,6 +17,7 @@ pub mod http1;
 pub mod mitm;
 pub mod net;
 pub mod observe;
+pub mod policy;
 pub mod proxy;
 pub mod rules;
 pub mod sniff;

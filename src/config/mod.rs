@@ -13,6 +13,8 @@ use crate::http1::{DEFAULT_MAX_HEAD_BYTES, DEFAULT_MAX_HEADERS, MAX_HEADERS_CAP}
 pub use crate::net::dns::ResolveOverride;
 pub use crate::net::runtime::DriverKind;
 use crate::observe::hub::{CaptureTarget, DEFAULT_QUEUE_CAPACITY};
+use crate::policy::auth::{AuthError, Credentials};
+use crate::policy::dest::{Cidr, DEFAULT_PUBLIC_CONNECT_PORTS, DestKind, DestPolicy};
 use crate::rules::{RuleError, RuleSet};
 
 mod cli;
@@ -58,6 +60,8 @@ pub const DEFAULT_DNS_THREADS: usize = 2;
 pub const MAX_CAPTURE_BODIES: usize = 16 * 1024 * 1024;
 /// Upper bound for `--capture-queue` (events per worker).
 pub const MAX_CAPTURE_QUEUE: usize = 1024 * 1024;
+/// Idle upstream connections kept per worker, all origins together.
+pub const DEFAULT_POOL_MAX_IDLE: usize = 1024;
 
 /// All timeouts, resolved.
 #[derive(Debug, Clone)]
@@ -98,8 +102,18 @@ pub struct Config {
     pub rules: Arc<RuleSet>,
     /// Where the rules come from, to read them again on SIGHUP.
     pub rules_source: RulesSource,
-    /// Extra roots for verifying intercepted origins.
-    pub upstream_ca: Option<PathBuf>,
+    /// Extra trusted certificates for verifying origins lynxio speaks TLS to.
+    pub upstream_ca: Vec<PathBuf>,
+    /// Proxy credentials required of every client (`None`: no authentication).
+    pub auth: Option<Arc<Credentials>>,
+    /// Where requests may go.
+    pub dest: Arc<DestPolicy>,
+    /// Why `dest.kind` is what it is (for the startup line): "set" or the default's reason.
+    pub dest_reason: &'static str,
+    /// Client connections per worker (`None`: derived from the open-files limit at start).
+    pub max_connections: Option<usize>,
+    /// Idle upstream connections per worker, all origins together.
+    pub pool_max_idle: usize,
     /// Skip origin certificate verification when intercepting.
     pub insecure_upstream: bool,
     pub log_format: LogFormat,
@@ -126,6 +140,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid {key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("{0}")]
+    Auth(#[from] AuthError),
     #[error("invalid rule: {0}")]
     Rule(#[from] RuleError),
     /// A `[[rule]]` of the config file (the error names the rule and its line).
@@ -232,6 +248,17 @@ impl Config {
             }
         }
         let rules = Arc::new(rules_source.compile_specs(&s.rule, &s.mitm)?);
+        let auth = Credentials::load(&s.auth, s.auth_file.as_deref())?.map(Arc::new);
+        let (dest, dest_reason) = dest_policy(
+            s.dest_policy,
+            s.connect_ports.as_deref(),
+            &s.allow_dest,
+            &listen,
+        )?;
+        if s.max_connections == Some(0) {
+            return Err(invalid("max_connections", "must be at least 1"));
+        }
+        let pool_max_idle = s.pool_max_idle.unwrap_or(DEFAULT_POOL_MAX_IDLE);
         let capture_bodies = s.capture_bodies.unwrap_or(0);
         if capture_bodies > MAX_CAPTURE_BODIES {
             return Err(invalid(
@@ -295,6 +322,11 @@ impl Config {
             rules,
             rules_source,
             upstream_ca: s.upstream_ca,
+            auth,
+            dest: Arc::new(dest),
+            dest_reason,
+            max_connections: s.max_connections,
+            pool_max_idle,
             insecure_upstream: s.insecure_upstream,
             log_format: s.log_format.unwrap_or(LogFormat::Text),
             capture,
@@ -307,6 +339,48 @@ impl Config {
 }
 
 /// Parse a core list such as `0-3,6`.
+/// The destination policy: as set, else `open` when every listener is on loopback (a personal
+/// proxy) and `public` otherwise; returns it with the reason for the startup line.
+fn dest_policy(
+    kind: Option<DestKind>,
+    connect_ports: Option<&[u16]>,
+    allow_dest: &[String],
+    listen: &[SocketAddr],
+) -> Result<(DestPolicy, &'static str), ConfigError> {
+    let (kind, reason) = match kind {
+        Some(kind) => (kind, "set"),
+        None if listen.iter().all(|a| a.ip().is_loopback()) => {
+            (DestKind::Open, "default: every listener is on loopback")
+        }
+        None => (DestKind::Public, "default: a listener is not on loopback"),
+    };
+    let allow = allow_dest
+        .iter()
+        .map(|c| Cidr::parse(c).map_err(|m| invalid("allow_dest", m)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(ports) = connect_ports
+        && (ports.is_empty() || ports.contains(&0))
+    {
+        return Err(invalid(
+            "connect_ports",
+            "ports must be 1..=65535, at least one",
+        ));
+    }
+    let connect_ports = match (connect_ports, kind) {
+        (Some(p), _) => Some(p.to_vec()),
+        (None, DestKind::Public) => Some(DEFAULT_PUBLIC_CONNECT_PORTS.to_vec()),
+        (None, DestKind::Open) => None,
+    };
+    Ok((
+        DestPolicy {
+            kind,
+            connect_ports,
+            allow,
+        },
+        reason,
+    ))
+}
+
 pub fn parse_cpu_list(list: &str) -> Result<Vec<usize>, ConfigError> {
     let bad = || invalid("cpus", format!("{list:?} (expected e.g. 0-3,6)"));
     let mut cpus = Vec::new();

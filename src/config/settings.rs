@@ -10,6 +10,7 @@ use clap::Args;
 use serde::Deserialize;
 
 use super::{ConfigError, DriverKind, LogFormat};
+use crate::policy::dest::DestKind;
 use crate::rules::RuleSpec;
 
 /// Every setting, as a flag and as a key of the TOML config file (`listen = [...]`,
@@ -117,10 +118,11 @@ pub struct Settings {
     #[arg(long, value_name = "GLOB")]
     #[serde(default)]
     pub mitm: Vec<String>,
-    /// Extra trusted root certificates (PEM) for verifying intercepted origins, on top of the
-    /// built-in webpki roots.
+    /// Extra trusted certificates (PEM) for verifying origins lynxio speaks TLS to, on top of
+    /// the built-in webpki roots (repeatable).
     #[arg(long, value_name = "FILE")]
-    pub upstream_ca: Option<PathBuf>,
+    #[serde(default, deserialize_with = "de_one_or_many")]
+    pub upstream_ca: Vec<PathBuf>,
     /// Do not verify intercepted origins' certificates (testing only; logged loudly).
     #[arg(long)]
     #[serde(default)]
@@ -145,10 +147,53 @@ pub struct Settings {
     /// Bearer token required by the admin listener (required on a non-loopback address).
     #[arg(long, value_name = "TOKEN")]
     pub admin_token: Option<String>,
+    /// Require `Proxy-Authorization: Basic` credentials USER:PASS (repeatable); without valid
+    /// ones every request and CONNECT gets 407.
+    #[arg(long, value_name = "USER:PASS")]
+    #[serde(default)]
+    pub auth: Vec<String>,
+    /// A file of `user:pass` lines accepted like --auth (`#` comments).
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Where requests may go: `open` (anywhere) or `public` (no loopback, private, link-local,
+    /// multicast or unspecified addresses, CONNECT only to --connect-ports). Default: open when
+    /// every listener is on loopback, else public.
+    #[arg(long, value_enum, value_name = "open|public")]
+    pub dest_policy: Option<DestKind>,
+    /// Ports CONNECT may reach (comma-separated). Default: any under open, 443 under public.
+    #[arg(long, value_name = "PORTS", value_delimiter = ',')]
+    pub connect_ports: Option<Vec<u16>>,
+    /// Address ranges (CIDR) allowed even under --dest-policy public (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    pub allow_dest: Vec<String>,
+    /// Client connections each worker serves at once; above it the worker stops accepting until
+    /// one closes (the kernel backlog holds the rest). Default: from the open-files limit.
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Idle upstream connections each worker keeps in total, all origins together (the least
+    /// recently used go first).
+    #[arg(long, value_name = "N")]
+    pub pool_max_idle: Option<usize>,
     /// `[[rule]]` tables (config file only).
     #[arg(skip)]
     #[serde(default)]
     pub rule: Vec<RuleSpec>,
+}
+
+/// A TOML value that may be one string or a list of them (`upstream_ca = "a.pem"` or
+/// `["a.pem", "b.pem"]`).
+fn de_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -224,7 +269,26 @@ impl Settings {
                 self.mitm
             },
             rule: file.rule,
-            upstream_ca: self.upstream_ca.or(file.upstream_ca),
+            upstream_ca: if self.upstream_ca.is_empty() {
+                file.upstream_ca
+            } else {
+                self.upstream_ca
+            },
+            auth: if self.auth.is_empty() {
+                file.auth
+            } else {
+                self.auth
+            },
+            auth_file: self.auth_file.or(file.auth_file),
+            dest_policy: self.dest_policy.or(file.dest_policy),
+            connect_ports: self.connect_ports.or(file.connect_ports),
+            allow_dest: if self.allow_dest.is_empty() {
+                file.allow_dest
+            } else {
+                self.allow_dest
+            },
+            max_connections: self.max_connections.or(file.max_connections),
+            pool_max_idle: self.pool_max_idle.or(file.pool_max_idle),
             insecure_upstream: self.insecure_upstream || file.insecure_upstream,
             log_format: self.log_format.or(file.log_format),
             capture: self.capture.or(file.capture),

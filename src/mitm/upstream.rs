@@ -5,7 +5,6 @@
 //! certificate (handshake signatures are still checked) and is logged loudly at start. Built
 //! once and shared by all workers.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -32,7 +31,7 @@ pub enum UpstreamTlsError {
 
 /// The client configuration for connections to intercepted origins.
 pub fn client_config(
-    extra_roots: Option<&Path>,
+    extra_roots: &[std::path::PathBuf],
     insecure: bool,
 ) -> Result<Arc<ClientConfig>, UpstreamTlsError> {
     let provider = ca::provider();
@@ -46,7 +45,7 @@ pub fn client_config(
     } else {
         let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(path) = extra_roots {
+        for path in extra_roots {
             let shown = path.display().to_string();
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| UpstreamTlsError::Roots {

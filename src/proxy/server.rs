@@ -278,8 +278,7 @@ fn interceptor(cfg: &Config) -> Result<Arc<Interceptor>, RunError> {
             "--insecure-upstream: origin certificates are NOT verified when intercepting"
         );
     }
-    let upstream =
-        crate::mitm::upstream::client_config(cfg.upstream_ca.as_deref(), cfg.insecure_upstream)?;
+    let upstream = crate::mitm::upstream::client_config(&cfg.upstream_ca, cfg.insecure_upstream)?;
     let mitm = Arc::new(Interceptor::new(cfg.ca_dir.clone(), upstream));
     if let Some(rule) = cfg.rules.first_intercept_rule() {
         let ca = mitm.ca()?;
