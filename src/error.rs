@@ -61,6 +61,13 @@ pub enum ProxyError {
     /// while being sent).
     #[error("mock file {path}: {source}")]
     MockFile { path: String, source: io::Error },
+    /// The client did not present valid proxy credentials (`--auth`).
+    #[error("proxy authentication required ({})", .0.as_str())]
+    ProxyAuthRequired(crate::policy::auth::Refusal),
+    /// The destination policy refuses this target (a non-public address under `public`, or a
+    /// CONNECT port outside `connect_ports`); nothing was dialed.
+    #[error("destination {target} refused: {reason}")]
+    DestRefused { target: String, reason: String },
     /// The client connection failed; nothing can be answered.
     #[error("client connection failed: {0}")]
     ClientIo(io::Error),
@@ -89,8 +96,20 @@ impl ProxyError {
             | ProxyError::Certificate { .. } => 502,
             ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout => 504,
             ProxyError::MockFile { .. } => 500,
+            ProxyError::ProxyAuthRequired(_) => 407,
+            ProxyError::DestRefused { .. } => 403,
             ProxyError::ClientIo(_) => return None,
         })
+    }
+
+    /// Header fields an answer to this error must carry besides the usual ones.
+    pub fn extra_fields(&self) -> &'static [(&'static [u8], &'static [u8])] {
+        match self {
+            ProxyError::ProxyAuthRequired(_) => {
+                &[(b"Proxy-Authenticate", b"Basic realm=\"lynxio\"")]
+            }
+            _ => &[],
+        }
     }
 
     /// The short text body sent with the status: what happened and, where it helps, what to do.
@@ -98,6 +117,9 @@ impl ProxyError {
         match self {
             ProxyError::NotProxyRequest => "lynxio is a proxy: send absolute-form requests \
                  (GET http://host/path), e.g. curl -x http://this-proxy http://example.com/"
+                .to_owned(),
+            ProxyError::ProxyAuthRequired(_) => "lynxio requires proxy credentials: \
+                 Proxy-Authorization: Basic (e.g. curl -x http://user:pass@this-proxy ...)"
                 .to_owned(),
             other => other.to_string(),
         }

@@ -125,10 +125,14 @@ pub enum ErrorKind {
     WebSocketProtocol,
     /// A mock rule's file could not be read.
     MockFile,
+    /// No valid proxy credentials (407).
+    Auth,
+    /// The destination policy refused the target (403).
+    DestPolicy,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 19] = [
         ErrorKind::BadRequest,
         ErrorKind::NotProxyRequest,
         ErrorKind::Refused,
@@ -146,6 +150,8 @@ impl ErrorKind {
         ErrorKind::ClientTls,
         ErrorKind::WebSocketProtocol,
         ErrorKind::MockFile,
+        ErrorKind::Auth,
+        ErrorKind::DestPolicy,
     ];
 
     pub fn label(self) -> &'static str {
@@ -167,6 +173,8 @@ impl ErrorKind {
             ErrorKind::ClientTls => "client_tls",
             ErrorKind::WebSocketProtocol => "websocket_protocol",
             ErrorKind::MockFile => "mock_file",
+            ErrorKind::Auth => "auth",
+            ErrorKind::DestPolicy => "dest_policy",
         }
     }
 }

@@ -603,12 +603,19 @@ async fn write_error<R, W: AsyncWriteRent>(
     status: u16,
 ) {
     client.out.clear();
-    http1::write_simple_response(
+    let mut body = error.body();
+    body.push('\n');
+    http1::write_local_response(
         &mut client.out,
-        status,
-        http1::reason_phrase(status),
-        &error.body(),
-        true,
+        &http1::LocalResponse {
+            status,
+            reason: http1::reason_phrase(status),
+            content_type: b"text/plain; charset=utf-8",
+            extra: error.extra_fields(),
+            body: body.as_bytes(),
+            close: true,
+            head_only: false,
+        },
     );
     let limit = worker.cfg.timeouts.client_idle;
     if let Err(e) = write_within(limit, write_vec(&mut client.w, &mut client.out)).await {

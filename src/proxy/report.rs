@@ -72,6 +72,8 @@ fn error_kind(e: &ProxyError) -> ErrorKind {
         ProxyError::UpstreamIo(_) => ErrorKind::UpstreamIo,
         ProxyError::ClientIo(_) => ErrorKind::ClientIo,
         ProxyError::MockFile { .. } => ErrorKind::MockFile,
+        ProxyError::ProxyAuthRequired(_) => ErrorKind::Auth,
+        ProxyError::DestRefused { .. } => ErrorKind::DestPolicy,
     }
 }
 

@@ -129,7 +129,9 @@ impl Side {
             | ProxyError::ConnectInTunnel
             | ProxyError::ExpectationFailed
             | ProxyError::ClientBody(_)
-            | ProxyError::ClientIo(_) => Side::Client,
+            | ProxyError::ClientIo(_)
+            | ProxyError::ProxyAuthRequired(_)
+            | ProxyError::DestRefused { .. } => Side::Client,
         }
     }
 }
