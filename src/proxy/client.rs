@@ -366,6 +366,14 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     ctx: ConnCtx<'_>,
     flow: &mut Flow,
 ) -> After {
+    if let (Some(auth), ConnCtx::Proxy) = (&worker.cfg.auth, ctx)
+        && let Err(refusal) = auth.check(head.headers.get("proxy-authorization"))
+    {
+        report::request(worker, flow, head, "");
+        let error = ProxyError::ProxyAuthRequired(refusal);
+        fail(worker, client, head, flow, &error, 0).await;
+        return After::Close;
+    }
     let rules = worker.rules.current();
     if head.method == Method::Connect {
         report::request(worker, flow, head, connect_host(head.target()));
@@ -454,6 +462,15 @@ async fn connect_exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     }
     let opened = async {
         let (host, port) = connect::target(head, ctx)?;
+        if !worker.cfg.dest.connect_port_allowed(port) {
+            return Err(ProxyError::DestRefused {
+                target: format!("{host}:{port}"),
+                reason: format!(
+                    "CONNECT to port {port} is not allowed (--connect-ports: {})",
+                    ports_list(worker.cfg.dest.connect_ports.as_deref())
+                ),
+            });
+        }
         let plan = act::plan_connect(rules, head, &host, port);
         let block = match plan.terminal {
             Some(Terminal::Block(b)) => Some(b),
@@ -493,6 +510,14 @@ async fn connect_exchange<R: AsyncReadRent, W: AsyncWriteRent>(
             fail(worker, client, head, flow, &error, 0).await;
             After::Close
         }
+    }
+}
+
+/// `443, 8443` (or `any`).
+fn ports_list(ports: Option<&[u16]>) -> String {
+    match ports {
+        None => "any".to_owned(),
+        Some(p) => p.iter().map(u16::to_string).collect::<Vec<_>>().join(", "),
     }
 }
 

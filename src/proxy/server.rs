@@ -177,10 +177,15 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
         if let Some(addr) = admin_addr {
             write!(stdout, ", admin: {addr}")?;
         }
+        write!(stdout, ", dest-policy: {}", cfg.dest.kind.as_str())?;
+        if cfg.auth.is_some() {
+            write!(stdout, ", auth: basic")?;
+        }
         writeln!(stdout, ")")?;
         stdout.flush()?;
     }
     tracing::info!(%addrs, workers = cfg.workers, driver, admin = admin_addr.map(tracing::field::display), "accepting connections");
+    warn_if_open(&cfg, &bound);
 
     // Serve until a signal.
     loop {
@@ -233,6 +238,28 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// A listener others can reach without credentials makes lynxio a proxy for anyone who finds
+/// it: say so loudly (the destination policy still keeps them off private networks unless it
+/// was opened).
+fn warn_if_open(cfg: &Config, bound: &[std::net::SocketAddr]) {
+    tracing::info!(
+        policy = cfg.dest.kind.as_str(),
+        why = cfg.dest_reason,
+        connect_ports = ?cfg.dest.connect_ports,
+        "destination policy"
+    );
+    if cfg.auth.is_some() {
+        return;
+    }
+    for addr in bound.iter().filter(|a| !a.ip().is_loopback()) {
+        tracing::warn!(
+            %addr,
+            dest_policy = cfg.dest.kind.as_str(),
+            "OPEN PROXY: {addr} is not a loopback address and no --auth is set: anyone who can reach it can use this proxy"
+        );
+    }
 }
 
 /// SIGHUP: put the config file's rules in force, or say why not and keep the old ones.

@@ -153,6 +153,7 @@ pub async fn connect_to(worker: &Worker, host: &str, port: u16) -> Result<TcpStr
         host: host.to_owned(),
         source,
     })?;
+    let addrs = permitted(worker, host, port, addrs)?;
     match dial(&addrs, worker.cfg.timeouts.connect).await {
         Ok(stream) => Ok(stream),
         Err(DialError::TimedOut) => Err(ProxyError::ConnectTimeout { target: target() }),
@@ -160,5 +161,35 @@ pub async fn connect_to(worker: &Worker, host: &str, port: u16) -> Result<TcpStr
             target: target(),
             source,
         }),
+    }
+}
+
+/// The resolved addresses the destination policy lets lynxio dial (checked after DNS, so a name
+/// cannot smuggle a private address past it); none → 403 naming the address and its class.
+fn permitted(
+    worker: &Worker,
+    host: &str,
+    port: u16,
+    mut addrs: Vec<std::net::SocketAddr>,
+) -> Result<Vec<std::net::SocketAddr>, ProxyError> {
+    let policy = &worker.cfg.dest;
+    let mut refused = None;
+    addrs.retain(|a| match policy.check_addr(a.ip()) {
+        Ok(()) => true,
+        Err(class) => {
+            refused.get_or_insert((a.ip(), class));
+            false
+        }
+    });
+    match refused {
+        Some((ip, class)) if addrs.is_empty() => Err(ProxyError::DestRefused {
+            target: format!("{host}:{port}"),
+            reason: format!(
+                "{host} is {ip}, a {class} address, and --dest-policy {} refuses those \
+                 (--allow-dest re-allows a range)",
+                policy.kind.as_str()
+            ),
+        }),
+        _ => Ok(addrs),
     }
 }
