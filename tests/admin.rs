@@ -226,4 +226,35 @@ fn token_enforced(driver: &str) {
     assert!(!proxy.log().contains("s3cret"), "the token was logged");
 }
 
-drivers!(health_and_metrics, live_events, token_enforced);
+/// `--pool-max-idle` caps the worker's idle upstream connections over all origins: returning
+/// one past the cap closes the least recently used idle one (another origin's), counted in
+/// `lynxio_upstream_pool_evictions`.
+fn pool_total_cap_evicts_across_origins(driver: &str) {
+    let a = Origin::http(|_| ok(b"a"));
+    let b = Origin::http(|_| ok(b"b"));
+    let proxy = Proxy::start(driver, &["--admin", "127.0.0.1:0", "--pool-max-idle", "1"]);
+    let admin = proxy.admin.expect("the ready line names the admin address");
+    let evictions = r#"lynxio_upstream_pool_evictions_total{worker="0"}"#;
+    get_through(&proxy, &a, "/1"); // pool: a
+    get_through(&proxy, &b, "/1"); // pool: b (a evicted)
+    get_through(&proxy, &a, "/2"); // a dialed again; pool: a (b evicted)
+    assert_eq!(a.accepted(), 2, "a's idle connection was evicted for b's");
+    get_through(&proxy, &a, "/3"); // the one idle connection is reused
+    assert_eq!((a.accepted(), b.accepted()), (2, 1));
+    let mut body = String::new();
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            body = admin_get(admin, "/metrics", None).body_str();
+            sample(&body, evictions) == 2.0
+        }),
+        "{body}"
+    );
+    assert_no_panic(proxy);
+}
+
+drivers!(
+    health_and_metrics,
+    live_events,
+    token_enforced,
+    pool_total_cap_evicts_across_origins
+);

@@ -155,3 +155,47 @@ fn passthrough_rules_run(driver: &str) {
 }
 
 drivers!(passthrough_rules_run);
+
+/// Runs lynxio expecting it to exit non-zero within a bound (killed, and the test failed, if
+/// it keeps running instead); returns its stderr.
+fn start_expecting_exit(args: &[&str]) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lynxio"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn lynxio");
+    let exited = eventually(std::time::Duration::from_secs(20), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{args:?} kept running; it should have failed at startup");
+    }
+    let out = child.wait_with_output().expect("stderr");
+    assert!(!out.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A second lynxio on the address a running one listens on fails at startup with "address in
+/// use" naming the address (SO_REUSEPORT must not let the two share it, requests alternating),
+/// and so does any other program listening there; the first lynxio keeps serving.
+#[test]
+fn an_address_in_use_fails_startup() {
+    let first = Proxy::start_with_args(&["--listen", "127.0.0.1:0", "--workers", "2"]);
+    let taken = first.addr.to_string();
+    let err = start_expecting_exit(&["--listen", &taken, "--workers", "2"]);
+    assert!(err.contains("address in use"), "{err}");
+    assert!(err.contains(&taken), "{err}");
+    let origin = Origin::http(|_| ok(b"still"));
+    assert_still_serving(&first, &origin, "after a second lynxio tried its address");
+    assert_no_panic(first);
+
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind holder");
+    let held = holder.local_addr().expect("addr").to_string();
+    let err = start_expecting_exit(&["--listen", &held, "--workers", "1"]);
+    assert!(err.contains("address in use"), "{err}");
+    assert!(err.contains(&held), "{err}");
+}

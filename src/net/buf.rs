@@ -81,6 +81,18 @@ impl ReadBuf {
         }
     }
 
+    /// Give memory back while the connection sits idle: when nothing is buffered and the
+    /// buffer grew beyond `capacity` (a large body streamed through it), shrink it back to
+    /// `capacity`, so an idle pooled or keep-alive connection does not hold a body-sized
+    /// buffer. A buffer still holding bytes, or not grown, is left as it is.
+    pub fn shrink_idle(&mut self, capacity: usize) {
+        if self.is_empty() && self.data.capacity() > capacity {
+            self.data.clear();
+            self.start = 0;
+            self.data.shrink_to(capacity);
+        }
+    }
+
     /// Read once from `io`, appending at most `limit` bytes. Returns the count; 0 means EOF
     /// (or `limit == 0`). If the future is dropped mid-read the buffered bytes are lost, so only
     /// drop it when the connection is being closed anyway.
@@ -137,4 +149,37 @@ pub async fn write_vec<W: AsyncWriteRent>(io: &mut W, out: &mut Vec<u8>) -> io::
     buf.clear();
     *out = buf;
     res.map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shrink_idle_gives_back_a_grown_empty_buffer() {
+        let mut buf = ReadBuf::with_capacity(1024);
+        buf.reserve_total(64 * 1024);
+        assert!(buf.capacity() >= 64 * 1024);
+        buf.shrink_idle(1024);
+        assert!(buf.capacity() >= 1024 && buf.capacity() < 64 * 1024);
+        // Not grown: untouched (no reallocation).
+        let before = buf.capacity();
+        buf.shrink_idle(before);
+        assert_eq!(buf.capacity(), before);
+    }
+
+    #[test]
+    fn shrink_idle_keeps_buffered_bytes() {
+        let mut prefix = Vec::with_capacity(64 * 1024);
+        prefix.extend_from_slice(b"pipelined");
+        let mut buf = ReadBuf::from_prefix(prefix);
+        buf.shrink_idle(1024);
+        assert_eq!(buf.bytes(), b"pipelined");
+        assert!(buf.capacity() >= 64 * 1024);
+        // Consumed to the end: now it may shrink.
+        buf.consume(buf.len());
+        buf.shrink_idle(1024);
+        assert!(buf.capacity() < 64 * 1024);
+        assert!(buf.is_empty());
+    }
 }

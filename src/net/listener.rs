@@ -1,7 +1,11 @@
 //! Listening sockets. Each worker gets its own socket per listen address, all bound to the same
 //! address with SO_REUSEPORT so the kernel spreads new connections across workers without any
-//! shared accept queue or lock. When a port of 0 is requested, the first socket's real port is
-//! reused for the others so every worker serves the same port.
+//! shared accept queue or lock. The first socket of each address is bound *without*
+//! SO_REUSEPORT, which the kernel refuses while anyone else is bound there (with or without
+//! the flag), so a second lynxio or any other listener makes startup fail with "address in
+//! use" instead of silently sharing the port; the flag is set on it only after the bind, so
+//! the other workers' sockets join it. When a port of 0 is requested, that first socket's real
+//! port is reused for the others so every worker serves the same port.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -11,22 +15,41 @@ use socket2::{Domain, Protocol, Socket, Type};
 /// Accept queue length per socket.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Bind one non-blocking, SO_REUSEPORT listening socket.
-pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A non-blocking TCP socket for `addr`, SO_REUSEADDR set (a restart is not refused over
+/// connections in TIME_WAIT; Linux still refuses a second listener).
+fn listen_socket(addr: SocketAddr) -> io::Result<Socket> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
-    socket.set_reuse_port(true)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+/// Bind one non-blocking, SO_REUSEPORT listening socket (joins sockets already bound there
+/// with the flag, by the same user).
+pub fn bind_reuseport(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = listen_socket(addr)?;
+    socket.set_reuse_port(true)?;
     socket.bind(&addr.into())?;
     socket.listen(LISTEN_BACKLOG)?;
     Ok(socket.into())
 }
 
+/// Bind the first listening socket of an address: exclusively (fails with `AddrInUse` if any
+/// other socket is bound there), then SO_REUSEPORT so the other workers' sockets can join.
+pub fn bind_first(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = listen_socket(addr)?;
+    socket.bind(&addr.into())?;
+    socket.set_reuse_port(true)?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
 /// Bind `workers` sockets for every address. Returns, per worker, one listener per address, and
-/// the addresses actually bound (real ports).
+/// the addresses actually bound (real ports). An address someone else listens on is an error
+/// naming it ("cannot listen on …: address in use").
 pub fn bind_all(
     addrs: &[SocketAddr],
     workers: usize,
@@ -34,20 +57,28 @@ pub fn bind_all(
     let mut per_worker: Vec<Vec<TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::with_capacity(addrs.len());
     for &addr in addrs {
-        let first = bind_reuseport(addr)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+        let first = bind_first(addr).map_err(|e| cannot_listen(addr, e))?;
         let real = first.local_addr()?;
         bound.push(real);
         let mut first = Some(first);
         for listeners in per_worker.iter_mut() {
             let l = match first.take() {
                 Some(l) => l,
-                None => bind_reuseport(real)?,
+                None => bind_reuseport(real).map_err(|e| cannot_listen(real, e))?,
             };
             listeners.push(l);
         }
     }
     Ok((per_worker, bound))
+}
+
+fn cannot_listen(addr: SocketAddr, e: io::Error) -> io::Error {
+    let why = if e.kind() == io::ErrorKind::AddrInUse {
+        "address in use (another process is listening there)".to_owned()
+    } else {
+        e.to_string()
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {why}"))
 }
 
 #[cfg(test)]
@@ -62,5 +93,25 @@ mod tests {
         for l in &per_worker {
             assert_eq!(l[0].local_addr().unwrap(), bound[0]);
         }
+    }
+
+    #[test]
+    fn a_foreign_listener_makes_binding_fail() {
+        let plain = TcpListener::bind("127.0.0.1:0").unwrap();
+        let reuseport = bind_reuseport("127.0.0.1:0".parse().unwrap()).unwrap();
+        for taken in [plain.local_addr().unwrap(), reuseport.local_addr().unwrap()] {
+            let e = bind_all(&[taken], 2).expect_err("address taken");
+            assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+            let msg = e.to_string();
+            assert!(msg.contains("address in use"), "{msg}");
+            assert!(msg.contains(&taken.to_string()), "{msg}");
+        }
+    }
+
+    #[test]
+    fn a_second_bind_all_on_our_address_fails() {
+        let (_ours, bound) = bind_all(&["127.0.0.1:0".parse().unwrap()], 2).unwrap();
+        let e = bind_all(&bound, 2).expect_err("already ours");
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
     }
 }

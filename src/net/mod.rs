@@ -18,5 +18,5 @@ pub(crate) mod testutil;
 pub use buf::ReadBuf;
 pub use dial::{DialError, dial};
 pub use dns::Resolver;
-pub use pool::{Pool, PoolKey};
+pub use pool::{Pool, PoolKey, Pooled};
 pub use runtime::{ActiveDriver, RuntimeOptions, WorkerSeed, spawn_worker};

@@ -1,13 +1,16 @@
 //! The per-worker pool of idle upstream connections, keyed by origin (`host:port`). Checkout is
 //! LIFO (the most recently used connection is the one most likely still open and warm); each
-//! origin keeps at most `max_per_host` idle connections and each connection at most
-//! `idle_timeout` of idleness. The pool is generic over the connection type so TLS upstreams
-//! can reuse it; it is owned by one worker and never shared, so it takes no lock.
+//! origin keeps at most `max_per_host` idle connections, the whole pool at most `max_total`
+//! (past it, the least recently used idle connection of any origin is closed, so many origins
+//! cannot pile up idle sockets without bound), and each connection at most `idle_timeout` of
+//! idleness. A connection going idle is told so ([`Pooled::on_idle`]) to give back memory it
+//! only needed while busy. The pool is generic over the connection type so TLS upstreams can
+//! reuse it; it is owned by one worker and never shared, so it takes no lock.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
-
 /// An origin identity: lowercase host and port, formatted `host:port`.
 #[derive(Debug, Default)]
 pub struct PoolKey(String);
@@ -38,38 +41,81 @@ impl PoolKey {
     }
 }
 
+/// A connection the pool can hold.
+pub trait Pooled {
+    /// Called as the connection goes idle into the pool (shrink buffers that grew while busy).
+    fn on_idle(&mut self) {}
+}
+
 #[derive(Debug)]
 struct Idle<T> {
     conn: T,
     since: Instant,
+    /// Pool-wide return order (the key of this connection in [`Pool::order`]).
+    seq: u64,
 }
 
-/// Idle connections per origin.
-#[derive(Debug)]
+/// Idle connections per origin, with a per-origin and a pool-wide cap.
 pub struct Pool<T> {
-    idle: HashMap<String, VecDeque<Idle<T>>>,
+    idle: HashMap<Rc<str>, VecDeque<Idle<T>>>,
+    /// Every idle connection by return order (sequence number → origin): the first entry is
+    /// the least recently used one, the front of its origin's list.
+    order: BTreeMap<u64, Rc<str>>,
+    next_seq: u64,
     max_per_host: usize,
+    max_total: usize,
     idle_timeout: Duration,
+    /// Told about every idle connection closed to make room (for a counter).
+    on_evict: Option<Box<dyn Fn()>>,
+}
+
+impl<T> std::fmt::Debug for Pool<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.order.len())
+            .field("origins", &self.idle.len())
+            .field("max_per_host", &self.max_per_host)
+            .field("max_total", &self.max_total)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
 }
 
 impl<T> Pool<T> {
-    pub fn new(max_per_host: usize, idle_timeout: Duration) -> Self {
+    /// A pool keeping at most `max_per_host` idle connections per origin and `max_total` in
+    /// all (0 for either: no pooling).
+    pub fn new(max_per_host: usize, max_total: usize, idle_timeout: Duration) -> Self {
         Pool {
             idle: HashMap::new(),
+            order: BTreeMap::new(),
+            next_seq: 0,
             max_per_host,
+            max_total,
             idle_timeout,
+            on_evict: None,
+        }
+    }
+
+    /// Call `f` for every idle connection closed to make room for a newer one (either cap).
+    pub fn on_evict(mut self, f: impl Fn() + 'static) -> Self {
+        self.on_evict = Some(Box::new(f));
+        self
+    }
+
+    /// Drop every idle connection under `key` (an intercepted session that ended).
+    pub fn remove(&mut self, key: &PoolKey) {
+        if let Some(list) = self.idle.remove(key.as_str()) {
+            for idle in list {
+                self.order.remove(&idle.seq);
+            }
         }
     }
 
     /// The most recently returned connection to `key` that has not outlived the idle timeout.
-    /// Drop every idle connection under `key` (an intercepted session that ended).
-    pub fn remove(&mut self, key: &PoolKey) {
-        self.idle.remove(key.as_str());
-    }
-
     pub fn take(&mut self, key: &PoolKey, now: Instant) -> Option<T> {
         let list = self.idle.get_mut(key.as_str())?;
         while let Some(idle) = list.pop_back() {
+            self.order.remove(&idle.seq);
             if now.duration_since(idle.since) < self.idle_timeout {
                 return Some(idle.conn);
             }
@@ -77,48 +123,114 @@ impl<T> Pool<T> {
         None
     }
 
-    /// Return a connection whose last exchange ended cleanly.
-    pub fn put(&mut self, key: &PoolKey, conn: T, now: Instant) {
-        if self.max_per_host == 0 {
-            return;
-        }
-        let list = match self.idle.get_mut(key.as_str()) {
-            Some(list) => list,
-            None => self.idle.entry(key.as_str().to_owned()).or_default(),
-        };
-        if list.len() >= self.max_per_host {
-            list.pop_front();
-        }
-        list.push_back(Idle { conn, since: now });
+    /// Idle connections held, over all origins.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
     }
 
     /// Drop every connection idle for longer than the timeout, and empty origin entries.
     pub fn purge_expired(&mut self, now: Instant) {
-        let timeout = self.idle_timeout;
-        self.idle.retain(|_, list| {
-            list.retain(|idle| now.duration_since(idle.since) < timeout);
+        let Pool {
+            idle,
+            order,
+            idle_timeout,
+            ..
+        } = self;
+        idle.retain(|_, list| {
+            list.retain(|idle| {
+                let keep = now.duration_since(idle.since) < *idle_timeout;
+                if !keep {
+                    order.remove(&idle.seq);
+                }
+                keep
+            });
             !list.is_empty()
         });
-    }
-
-    /// Idle connections held, over all origins.
-    pub fn len(&self) -> usize {
-        self.idle.values().map(VecDeque::len).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.idle.is_empty()
     }
 
     /// Drop every idle connection (shutdown).
     pub fn clear(&mut self) {
         self.idle.clear();
+        self.order.clear();
+    }
+
+    /// Close the least recently used idle connection of any origin.
+    fn evict_oldest(&mut self) {
+        let Some((seq, key)) = self.order.pop_first() else {
+            return;
+        };
+        if let Some(list) = self.idle.get_mut(&key) {
+            // Lists are in return order, so the pool's oldest is the front of its origin's.
+            debug_assert_eq!(list.front().map(|i| i.seq), Some(seq));
+            list.pop_front();
+            if list.is_empty() {
+                self.idle.remove(&key);
+            }
+        }
+        self.evicted();
+    }
+
+    fn evicted(&self) {
+        if let Some(f) = &self.on_evict {
+            f();
+        }
+    }
+}
+
+impl<T: Pooled> Pool<T> {
+    /// Return a connection whose last exchange ended cleanly. Past a cap, the oldest idle
+    /// connection of the origin (per-origin cap) or of the whole pool (total cap) is closed.
+    pub fn put(&mut self, key: &PoolKey, mut conn: T, now: Instant) {
+        if self.max_per_host == 0 || self.max_total == 0 {
+            return;
+        }
+        conn.on_idle();
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let origin = match self.idle.get_key_value(key.as_str()) {
+            Some((origin, _)) => origin.clone(),
+            None => Rc::from(key.as_str()),
+        };
+        let list = self.idle.entry(origin.clone()).or_default();
+        let mut dropped = None;
+        if list.len() >= self.max_per_host {
+            dropped = list.pop_front().map(|i| i.seq);
+        }
+        list.push_back(Idle {
+            conn,
+            since: now,
+            seq,
+        });
+        if let Some(old) = dropped {
+            self.order.remove(&old);
+            self.evicted();
+        }
+        self.order.insert(seq, origin);
+        while self.order.len() > self.max_total {
+            self.evict_oldest();
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    /// A test connection: its id, and whether it was told it went idle.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Conn(u32, bool);
+
+    impl Pooled for Conn {
+        fn on_idle(&mut self) {
+            self.1 = true;
+        }
+    }
 
     fn key(h: &str, p: u16) -> PoolKey {
         let mut k = PoolKey::default();
@@ -126,21 +238,106 @@ mod tests {
         k
     }
 
+    fn id(conn: Option<Conn>) -> Option<u32> {
+        conn.map(|c| c.0)
+    }
+
     #[test]
     fn lifo_cap_and_expiry() {
         let t0 = Instant::now();
-        let mut pool = Pool::new(2, Duration::from_secs(10));
+        let mut pool = Pool::new(2, 100, Duration::from_secs(10));
         let a = key("a", 80);
-        pool.put(&a, 1, t0);
-        pool.put(&a, 2, t0);
-        pool.put(&a, 3, t0); // evicts 1
+        pool.put(&a, Conn(1, false), t0);
+        pool.put(&a, Conn(2, false), t0);
+        pool.put(&a, Conn(3, false), t0); // evicts 1
         assert_eq!(pool.len(), 2);
-        assert_eq!(pool.take(&a, t0), Some(3));
-        assert_eq!(pool.take(&key("a", 81), t0), None);
-        assert_eq!(pool.take(&a, t0 + Duration::from_secs(11)), None);
+        assert_eq!(pool.take(&a, t0), Some(Conn(3, true)));
+        assert_eq!(id(pool.take(&key("a", 81), t0)), None);
+        assert_eq!(id(pool.take(&a, t0 + Duration::from_secs(11))), None);
         assert!(pool.take(&a, t0).is_none());
-        pool.put(&a, 4, t0);
+        assert!(pool.is_empty());
+        pool.put(&a, Conn(4, false), t0);
         pool.purge_expired(t0 + Duration::from_secs(11));
         assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn total_cap_evicts_least_recently_used_of_any_origin() {
+        let t0 = Instant::now();
+        let evictions = Rc::new(Cell::new(0));
+        let counted = evictions.clone();
+        let mut pool = Pool::new(10, 3, Duration::from_secs(10))
+            .on_evict(move || counted.set(counted.get() + 1));
+        let (a, b, c) = (key("a", 80), key("b", 80), key("c", 80));
+        pool.put(&a, Conn(1, false), t0);
+        pool.put(&b, Conn(2, false), t0);
+        pool.put(&a, Conn(3, false), t0);
+        // Using b's connection and returning it makes a's first one the oldest.
+        let two = pool.take(&b, t0).expect("b pooled");
+        pool.put(&b, two, t0);
+        pool.put(&c, Conn(4, false), t0); // a total of 4 > 3: evicts a/1
+        assert_eq!(pool.len(), 3);
+        assert_eq!(evictions.get(), 1);
+        assert_eq!(id(pool.take(&a, t0)), Some(3));
+        assert_eq!(id(pool.take(&a, t0)), None);
+        pool.put(&c, Conn(5, false), t0);
+        pool.put(&c, Conn(6, false), t0); // evicts b/2, whose origin entry goes too
+        assert_eq!(evictions.get(), 2);
+        assert_eq!(id(pool.take(&b, t0)), None);
+        assert_eq!(pool.len(), 3);
+        assert_eq!(id(pool.take(&c, t0)), Some(6));
+        assert_eq!(id(pool.take(&c, t0)), Some(5));
+        assert_eq!(id(pool.take(&c, t0)), Some(4));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn per_origin_cap_counts_as_eviction_and_keeps_order_consistent() {
+        let t0 = Instant::now();
+        let evictions = Rc::new(Cell::new(0));
+        let counted = evictions.clone();
+        let mut pool = Pool::new(1, 2, Duration::from_secs(10))
+            .on_evict(move || counted.set(counted.get() + 1));
+        let (a, b) = (key("a", 80), key("b", 80));
+        pool.put(&a, Conn(1, false), t0);
+        pool.put(&a, Conn(2, false), t0); // per-origin cap: a/1 goes
+        pool.put(&b, Conn(3, false), t0);
+        assert_eq!(evictions.get(), 1);
+        assert_eq!(pool.len(), 2);
+        pool.put(&b, Conn(4, false), t0); // per-origin cap again: b/3 goes, a/2 stays
+        assert_eq!(evictions.get(), 2);
+        assert_eq!(id(pool.take(&a, t0)), Some(2));
+        assert_eq!(id(pool.take(&b, t0)), Some(4));
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn remove_and_purge_keep_the_total_in_step() {
+        let t0 = Instant::now();
+        let mut pool = Pool::new(10, 2, Duration::from_secs(10));
+        let (a, b, c) = (key("a", 80), key("b", 80), key("c", 80));
+        pool.put(&a, Conn(1, false), t0);
+        pool.put(&b, Conn(2, false), t0 + Duration::from_secs(5));
+        pool.remove(&a);
+        assert_eq!(pool.len(), 1);
+        pool.purge_expired(t0 + Duration::from_secs(12)); // b is 7 s idle: stays
+        assert_eq!(pool.len(), 1);
+        pool.put(&c, Conn(3, false), t0);
+        pool.put(&c, Conn(4, false), t0); // evicts b/2, the oldest returned
+        assert_eq!(id(pool.take(&b, t0)), None);
+        assert_eq!(pool.len(), 2);
+        pool.clear();
+        assert!(pool.is_empty());
+    }
+
+    #[test]
+    fn zero_caps_pool_nothing() {
+        let t0 = Instant::now();
+        let a = key("a", 80);
+        for (per_host, total) in [(0, 10), (10, 0)] {
+            let mut pool = Pool::new(per_host, total, Duration::from_secs(10));
+            pool.put(&a, Conn(1, false), t0);
+            assert!(pool.is_empty());
+        }
     }
 }

@@ -232,8 +232,12 @@ pub struct WorkerMetrics {
     pub tunnels: [Gauge; TunnelKind::ALL.len()],
     pub pool_hits: Counter,
     pub pool_misses: Counter,
+    /// Idle upstream connections closed to make room (per-origin or per-worker idle cap).
+    pub pool_evictions: Counter,
     pub dns_hits: Counter,
     pub dns_misses: Counter,
+    /// Lookups that joined one already running for the same name.
+    pub dns_coalesced: Counter,
     pub leaf_hits: Counter,
     pub leaf_mints: Counter,
     /// Events the capture/live queue had no room for.
@@ -299,7 +303,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// appends it), help, and where it lives.
 type PlainCounter = (&'static str, &'static str, fn(&WorkerMetrics) -> &Counter);
 
-const PLAIN_COUNTERS: [PlainCounter; 7] = [
+const PLAIN_COUNTERS: [PlainCounter; 9] = [
     (
         "lynxio_upstream_pool_hits",
         "Upstream requests sent on a pooled idle connection.",
@@ -311,6 +315,11 @@ const PLAIN_COUNTERS: [PlainCounter; 7] = [
         |m| &m.pool_misses,
     ),
     (
+        "lynxio_upstream_pool_evictions",
+        "Idle upstream connections closed to make room (per-origin or per-worker idle cap).",
+        |m| &m.pool_evictions,
+    ),
+    (
         "lynxio_dns_cache_hits",
         "Host name lookups answered from the DNS cache.",
         |m| &m.dns_hits,
@@ -319,6 +328,11 @@ const PLAIN_COUNTERS: [PlainCounter; 7] = [
         "lynxio_dns_cache_misses",
         "Host name lookups that went to the resolver.",
         |m| &m.dns_misses,
+    ),
+    (
+        "lynxio_dns_coalesced",
+        "Host name lookups that waited for the same name's lookup already running.",
+        |m| &m.dns_coalesced,
     ),
     (
         "lynxio_leaf_cache_hits",

@@ -567,6 +567,8 @@ async fn wait_for_request<R: AsyncReadRent, W: AsyncWriteRent>(
 ) -> bool {
     let t = &worker.cfg.timeouts;
     let idle = if first { t.client_head } else { t.client_idle };
+    // Idle between requests: a buffer that grew for a large body goes back to the default.
+    client.buf.shrink_idle(CLIENT_BUF_SIZE);
     match monoio::time::timeout(idle, client.buf.fill(&mut client.r, usize::MAX)).await {
         Ok(Ok(n)) => n > 0,
         Ok(Err(e)) => {

@@ -140,14 +140,16 @@ pub async fn connect_tls(
     Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))
 }
 
-/// Resolve `host` (worker cache, else the blocking pool) and dial its addresses in turn.
+/// Resolve `host` (worker cache, else the blocking pool, waiting at most the connect timeout:
+/// the worker's resolver was built with it) and dial its addresses in turn.
 pub async fn connect_to(worker: &Worker, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
     let target = || format!("{host}:{port}");
     let (addrs, lookup) = worker.dns.resolve(host, port).await;
     match lookup {
         Lookup::Cached => worker.metrics.dns_hits.inc(),
         Lookup::Resolved => worker.metrics.dns_misses.inc(),
-        Lookup::Literal => {}
+        Lookup::Coalesced => worker.metrics.dns_coalesced.inc(),
+        Lookup::Literal | Lookup::Overloaded => {}
     }
     let addrs = addrs.map_err(|source| ProxyError::Resolve {
         host: host.to_owned(),

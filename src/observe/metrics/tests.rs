@@ -114,6 +114,8 @@ fn bumped() -> Registry {
     w1.tunnel(TunnelKind::HttpUpgrade).inc();
     w0.pool_hits.add(7);
     w1.pool_misses.inc();
+    w0.pool_evictions.add(4);
+    w1.dns_coalesced.add(6);
     w0.dns_hits.add(3);
     w1.dns_misses.add(2);
     w1.leaf_hits.add(5);
@@ -139,8 +141,10 @@ fn renders_every_family_per_worker() {
         "lynxio_tunnels_open",
         "lynxio_upstream_pool_hits_total",
         "lynxio_upstream_pool_misses_total",
+        "lynxio_upstream_pool_evictions_total",
         "lynxio_dns_cache_hits_total",
         "lynxio_dns_cache_misses_total",
+        "lynxio_dns_coalesced_total",
         "lynxio_leaf_cache_hits_total",
         "lynxio_leaf_certificates_minted_total",
         "lynxio_events_dropped_total",
@@ -209,6 +213,9 @@ fn renders_every_family_per_worker() {
     assert_eq!(one("lynxio_upstream_pool_misses_total", "1"), 1);
     assert_eq!(one("lynxio_dns_cache_hits_total", "0"), 3);
     assert_eq!(one("lynxio_dns_cache_misses_total", "1"), 2);
+    assert_eq!(one("lynxio_upstream_pool_evictions_total", "0"), 4);
+    assert_eq!(one("lynxio_upstream_pool_evictions_total", "1"), 0);
+    assert_eq!(one("lynxio_dns_coalesced_total", "1"), 6);
     assert_eq!(one("lynxio_leaf_cache_hits_total", "1"), 5);
     assert_eq!(one("lynxio_leaf_certificates_minted_total", "0"), 1);
     assert_eq!(one("lynxio_events_dropped_total", "1"), 11);
@@ -240,6 +247,6 @@ fn no_workers_still_has_descriptors() {
     let text = Registry::new(0).render();
     let p = parse(&text);
     assert!(p.samples.is_empty());
-    assert_eq!(p.types.len(), 14);
+    assert_eq!(p.types.len(), 16);
     assert!(text.ends_with("# EOF\n"));
 }

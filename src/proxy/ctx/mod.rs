@@ -17,7 +17,7 @@ use monoio::net::TcpStream;
 use crate::config::Config;
 use crate::mitm::Interceptor;
 use crate::mitm::leaf::{CertifiedLeaf, LeafCache};
-use crate::net::{Pool, ReadBuf, Resolver};
+use crate::net::{Pool, Pooled, ReadBuf, Resolver};
 use crate::observe::event::FlowId;
 use crate::observe::hub::Tap;
 use crate::observe::metrics::WorkerMetrics;
@@ -89,8 +89,8 @@ impl Worker {
         };
         Worker {
             index,
-            dns: Resolver::new(&cfg.resolve, cfg.dns_ttl),
-            pool: RefCell::new(Pool::new(cfg.pool_max_per_host, cfg.timeouts.upstream_idle)),
+            dns: Resolver::new(&cfg.resolve, cfg.dns_ttl, cfg.timeouts.connect),
+            pool: RefCell::new(upstream_pool(&cfg, &metrics)),
             tunnel_pools: TunnelPools::new(&tunnel_cfg),
             mitm,
             rules: rules.for_worker(),
@@ -152,6 +152,18 @@ impl Worker {
         }
         Ok(leaf)
     }
+}
+
+/// The worker's idle upstream pool: the per-origin and per-worker caps from the config,
+/// evictions counted.
+fn upstream_pool(cfg: &Config, metrics: &Arc<WorkerMetrics>) -> Pool<Upstream> {
+    let metrics = metrics.clone();
+    Pool::new(
+        cfg.pool_max_per_host,
+        cfg.pool_max_idle,
+        cfg.timeouts.upstream_idle,
+    )
+    .on_evict(move || metrics.pool_evictions.inc())
 }
 
 /// The two ends of a client connection as the worker accepted it.
@@ -294,5 +306,12 @@ impl Upstream {
             fd,
             reused: false,
         }
+    }
+}
+
+impl Pooled for Upstream {
+    /// An idle origin connection keeps only a default-sized read buffer.
+    fn on_idle(&mut self) {
+        self.buf.shrink_idle(UPSTREAM_BUF_SIZE);
     }
 }
