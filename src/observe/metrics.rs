@@ -238,6 +238,8 @@ pub struct WorkerMetrics {
     pub leaf_mints: Counter,
     /// Events the capture/live queue had no room for.
     pub events_dropped: Counter,
+    /// Times the worker reached its connection limit and stopped accepting (once per episode).
+    pub connection_limit_reached: Counter,
 }
 
 impl WorkerMetrics {
@@ -299,7 +301,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// appends it), help, and where it lives.
 type PlainCounter = (&'static str, &'static str, fn(&WorkerMetrics) -> &Counter);
 
-const PLAIN_COUNTERS: [PlainCounter; 7] = [
+const PLAIN_COUNTERS: [PlainCounter; 8] = [
     (
         "lynxio_upstream_pool_hits",
         "Upstream requests sent on a pooled idle connection.",
@@ -334,6 +336,11 @@ const PLAIN_COUNTERS: [PlainCounter; 7] = [
         "lynxio_events_dropped",
         "Flow events dropped because the capture/live queue was full.",
         |m| &m.events_dropped,
+    ),
+    (
+        "lynxio_connection_limit_reached",
+        "Times the worker reached its client connection limit and stopped accepting until a client left.",
+        |m| &m.connection_limit_reached,
     ),
 ];
 
