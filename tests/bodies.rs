@@ -456,6 +456,43 @@ fn interim_103_relayed_to_http11_only(driver: &str) {
     assert_eq!(resp.body_str(), "final");
 }
 
+/// Interim responses are bounded per request: an origin sending 100 × `103 Early Hints` gets
+/// the first 32 relayed, then the client a 502 saying why (never the origin's final response).
+fn too_many_interim_responses_are_a_502(driver: &str) {
+    const SENT: usize = 100;
+    const RELAYED: usize = 32; // lynxio's MAX_INTERIM_RESPONSES
+    let origin = Origin::http(|_| {
+        let mut r = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n".repeat(SENT);
+        r.extend_from_slice(&ok(b"final"));
+        r
+    });
+    let proxy = Proxy::start(driver, &[]);
+    let mut c = Reader::new(proxy.connect());
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/hints"));
+    c.get_mut().write_all(req.as_bytes()).unwrap();
+    let mut interim = 0;
+    let last = loop {
+        let m = c.response("GET").expect("a response");
+        if m.status != 103 {
+            break m;
+        }
+        interim += 1;
+        assert!(
+            interim <= RELAYED,
+            "more than {RELAYED} interim responses relayed"
+        );
+    };
+    assert_eq!(interim, RELAYED);
+    assert_eq!(last.status, 502);
+    assert!(
+        last.body_str().contains("too many interim responses"),
+        "{:?}",
+        last.body_str()
+    );
+    let fine = Origin::http(|_| ok(b"fine"));
+    assert_still_serving(&proxy, &fine, "after an endless interim stream");
+}
+
 /// An origin that closes in the middle of a body: the client must be able to tell the response
 /// is incomplete — the proxy closes the client connection, never completes the framing (no
 /// last chunk), and sends nothing more.
@@ -493,6 +530,7 @@ drivers!(
     post_small_content_length,
     truncated_response_closes_client,
     interim_103_relayed_to_http11_only,
+    too_many_interim_responses_are_a_502,
     post_8mib,
     post_content_length_zero,
     chunked_request_with_trailers,

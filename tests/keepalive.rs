@@ -357,6 +357,44 @@ fn stale_pooled_connection_with(driver: &str, reset: bool) {
     );
 }
 
+/// A pooled connection that relays an interim response and then dies before the final one must
+/// not be retried (the client already holds the `103`; a retry would repeat it): the client gets
+/// the `103`, then a 502, and the request reached the origin once, on the one connection.
+fn pooled_connection_dying_after_interim_is_not_retried(driver: &str) {
+    let (req_tx, req_rx) = mpsc::channel();
+    let origin = Origin::start(move |mut s| {
+        let mut r = Reader::new(s.try_clone().unwrap());
+        while let Some(req) = r.request() {
+            let _ = req_tx.send(req.target.clone());
+            if req.target == "/prime" {
+                if s.write_all(&ok(b"primed")).is_err() {
+                    return;
+                }
+                continue;
+            }
+            let _ = s.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n");
+            let _ = s.shutdown(Shutdown::Both);
+            return;
+        }
+    });
+    let proxy = Proxy::start(driver, &[]);
+    let mut c = Reader::new(proxy.connect());
+    assert_eq!(
+        roundtrip(&mut c, "GET", &get(&origin.url("/prime"))).status,
+        200
+    );
+    c.get_mut()
+        .write_all(&get(&origin.url("/hints-then-gone")))
+        .unwrap();
+    let (interim, last) = c.final_response("GET").expect("a final response");
+    assert_eq!(interim.len(), 1, "the 103 reached the client exactly once");
+    assert_eq!(interim[0].status, 103);
+    assert_eq!(last.status, 502, "{}", last.body_str());
+    let seen: Vec<String> = req_rx.try_iter().collect();
+    assert_eq!(seen, ["/prime", "/hints-then-gone"], "no retry");
+    assert_eq!(origin.accepted(), 1, "no second connection for a retry");
+}
+
 /// An idle pooled connection on which the origin sent unsolicited bytes (here a whole stray
 /// response) must be discarded: the next request — from another client — gets the origin's
 /// real answer, not the stray bytes.
@@ -421,6 +459,7 @@ drivers!(
     client_idle_timeout,
     stale_pooled_connection,
     stale_pooled_connection_reset,
+    pooled_connection_dying_after_interim_is_not_retried,
     stray_bytes_before_get,
     stray_bytes_before_post,
 );

@@ -5,7 +5,10 @@
 //! host cost no key generation. A leaf is ECDSA P-256 with a SAN for the DNS name (or an IP SAN),
 //! CN = host (when it fits), EKU serverAuth, a random serial, and validity backdated a day and
 //! 397 days long in total. Its `ServerConfig` (ring provider, ALPN `http/1.1` only) is built once
-//! with the leaf. Every failure is a [`LeafError`] value, never a panic: the caller answers 502.
+//! with the leaf, and every leaf of a cache shares ONE bounded TLS session store
+//! ([`SESSION_CACHE_ENTRIES`]), so the memory resumption costs is bounded per worker however many
+//! hosts are intercepted (rustls resumes a session only for the SNI it was made for). Every
+//! failure is a [`LeafError`] value, never a panic: the caller answers 502.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -20,6 +23,7 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
 
 use super::ca::{self, CertificateAuthority};
 
@@ -29,6 +33,10 @@ pub const LEAF_CACHE_CAPACITY: usize = 1024;
 pub const LEAF_VALIDITY: Duration = Duration::from_secs(397 * 24 * 3600);
 /// The only ALPN protocol offered to intercepted clients.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// TLS sessions kept for resumption per worker, shared by all its leaves (rustls' default is 256
+/// per server config, which would be 256 × [`LEAF_CACHE_CAPACITY`] per worker). A stored session
+/// is a few hundred bytes, so this bounds resumption state near 1 MiB per worker.
+pub const SESSION_CACHE_ENTRIES: usize = 4096;
 /// X.520 upper bound for a CommonName; longer hosts get a SAN only.
 const MAX_CN_LEN: usize = 64;
 
@@ -85,6 +93,8 @@ impl CertifiedLeaf {
 pub struct LeafCache {
     leaves: LruCache<String, Arc<CertifiedLeaf>>,
     provider: Arc<CryptoProvider>,
+    /// The one session store every leaf's server config uses.
+    sessions: Arc<dyn StoresServerSessions>,
     minted: u64,
     hits: u64,
 }
@@ -117,6 +127,7 @@ impl LeafCache {
         LeafCache {
             leaves: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
             provider: ca::provider(),
+            sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
             minted: 0,
             hits: 0,
         }
@@ -134,7 +145,11 @@ impl LeafCache {
             self.hits += 1;
             return Ok(Arc::clone(leaf));
         }
-        let leaf = Arc::new(mint(ca, &self.provider, key.clone(), name)?);
+        let shared = Shared {
+            provider: &self.provider,
+            sessions: &self.sessions,
+        };
+        let leaf = Arc::new(mint(ca, &shared, key.clone(), name)?);
         self.minted += 1;
         self.leaves.put(key, Arc::clone(&leaf));
         Ok(leaf)
@@ -193,10 +208,16 @@ fn normalize(host: &str) -> Result<(String, Name), LeafError> {
     }
 }
 
+/// What every leaf of a cache is built with.
+struct Shared<'a> {
+    provider: &'a Arc<CryptoProvider>,
+    sessions: &'a Arc<dyn StoresServerSessions>,
+}
+
 /// Generate a key and a CA-signed certificate for `host`, and its server config.
 fn mint(
     ca: &CertificateAuthority,
-    provider: &Arc<CryptoProvider>,
+    shared: &Shared<'_>,
     host: String,
     name: Name,
 ) -> Result<CertifiedLeaf, LeafError> {
@@ -204,6 +225,7 @@ fn mint(
         host: host.clone(),
         reason,
     };
+    let provider = shared.provider;
     let key_pair = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
         .map_err(|e| generate(format!("key generation: {e}")))?;
     let mut params = CertificateParams::default();
@@ -244,6 +266,7 @@ fn mint(
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(tls)?;
     server_config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    server_config.session_storage = Arc::clone(shared.sessions);
     Ok(CertifiedLeaf {
         host,
         chain,

@@ -14,7 +14,10 @@
 //! encrypts at most rustls' buffer limit (64 KiB) of plaintext and writes ALL resulting records
 //! before returning; if a write future is dropped mid-flight the record stream is cut at an
 //! unknown point, so the writer turns broken: later writes fail and `shutdown` skips
-//! `close_notify` (dropping the `TlsWriter` shuts the TCP write side without it). Reads return
+//! `close_notify` (dropping the `TlsWriter` shuts the TCP write side without it). `shutdown`
+//! gives `close_notify` at most [`CLOSE_NOTIFY_TIMEOUT`]: a peer that stops reading (its window
+//! and our send buffer full) cannot hold the task and its socket past that; the TCP write side is
+//! shut whether or not `close_notify` went out. Reads return
 //! plaintext, 0 at a clean `close_notify` or at a TCP EOF (then [`TlsReader::truncated`] is
 //! true). Ciphertext already read from the socket survives a dropped read future; a dropped
 //! socket read op itself may lose the bytes the kernel had taken (monoio owns its buffer), which
@@ -45,6 +48,11 @@ mod tests;
 
 /// Bytes asked of the socket per read: a full TLS record (16 KiB + overhead) and then some.
 const READ_CHUNK: usize = 32 * 1024;
+/// How long `shutdown` waits for the socket to take `close_notify` (and records queued ahead of
+/// it). Generous for a peer that reads at all (the alert is 24 bytes), short enough that a peer
+/// that never reads again releases the task and its file descriptor promptly.
+pub const CLOSE_NOTIFY_TIMEOUT: Duration = Duration::from_millis(CLOSE_NOTIFY_MS as u64);
+const CLOSE_NOTIFY_MS: u32 = 5_000;
 
 /// What the client asked for and got during [`accept`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -196,6 +204,7 @@ fn split(stream: TcpStream, conn: Connection, inbox: Inbox) -> (TlsReader, TlsWr
         out: Vec::new(),
         broken: false,
         closed: false,
+        close_timeout_ms: CLOSE_NOTIFY_MS,
     };
     (reader, writer)
 }
@@ -381,6 +390,9 @@ pub struct TlsWriter {
     broken: bool,
     /// `close_notify` was queued.
     closed: bool,
+    /// The deadline `shutdown` gives `close_notify`, in milliseconds ([`CLOSE_NOTIFY_TIMEOUT`];
+    /// shorter in tests). A `u32` fits beside the flags without growing the writer.
+    close_timeout_ms: u32,
 }
 
 impl TlsWriter {
@@ -474,13 +486,24 @@ impl AsyncWriteRent for TlsWriter {
         self.send_with(|_| Ok(0)).await.map(|_| ())
     }
 
-    /// Send `close_notify` (unless the stream is broken) and shut down the socket's write side.
+    /// Send `close_notify` (unless the stream is broken) within [`CLOSE_NOTIFY_TIMEOUT`], then
+    /// shut down the socket's write side in any case. A `close_notify` the peer did not take in
+    /// time leaves the writer broken and is reported as `TimedOut`.
     async fn shutdown(&mut self) -> io::Result<()> {
+        let mut sent = Ok(());
         if !self.broken && !self.closed {
             self.closed = true;
             self.conn.borrow_mut().send_close_notify();
-            self.send_with(|_| Ok(0)).await?;
+            let limit = Duration::from_millis(u64::from(self.close_timeout_ms));
+            sent = match monoio::time::timeout(limit, self.send_with(|_| Ok(0))).await {
+                Ok(res) => res.map(|_| ()),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "peer did not take the TLS close_notify in time",
+                )),
+            };
         }
-        self.io.shutdown().await
+        let down = self.io.shutdown().await;
+        sent.and(down)
     }
 }

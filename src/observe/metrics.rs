@@ -242,6 +242,8 @@ pub struct WorkerMetrics {
     pub leaf_mints: Counter,
     /// Events the capture/live queue had no room for.
     pub events_dropped: Counter,
+    /// Times the worker reached its connection limit and stopped accepting (once per episode).
+    pub connection_limit_reached: Counter,
 }
 
 impl WorkerMetrics {
@@ -303,7 +305,7 @@ const STATUS_CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 /// appends it), help, and where it lives.
 type PlainCounter = (&'static str, &'static str, fn(&WorkerMetrics) -> &Counter);
 
-const PLAIN_COUNTERS: [PlainCounter; 9] = [
+const PLAIN_COUNTERS: [PlainCounter; 10] = [
     (
         "lynxio_upstream_pool_hits",
         "Upstream requests sent on a pooled idle connection.",
@@ -348,6 +350,11 @@ const PLAIN_COUNTERS: [PlainCounter; 9] = [
         "lynxio_events_dropped",
         "Flow events dropped because the capture/live queue was full.",
         |m| &m.events_dropped,
+    ),
+    (
+        "lynxio_connection_limit_reached",
+        "Times the worker reached its client connection limit and stopped accepting until a client left.",
+        |m| &m.connection_limit_reached,
     ),
 ];
 

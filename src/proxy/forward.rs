@@ -6,7 +6,8 @@
 //! (`response_started` before the first response byte, bodies' byte counts, status, TTFB).
 //! Decides keep-alive on both sides and returns clean upstream connections to the pool. A
 //! reused pooled connection that turns out dead before any response byte (interim ones
-//! included) is retried once on a fresh one when the request is replayable.
+//! included) is retried once on a fresh one when the request is replayable. At most
+//! [`MAX_INTERIM_RESPONSES`] 1xx responses are accepted per request.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -33,6 +34,10 @@ use super::{act, report, upstream};
 
 /// Bodies up to this size that are already buffered go out in the same write as their head.
 pub const COALESCE_MAX: u64 = 16 * 1024;
+/// Interim (1xx) responses accepted before a request's final response. Real origins send one or
+/// two (`100 Continue`, `103 Early Hints`); an endless stream of them would keep an exchange
+/// alive forever without ever answering, so beyond this the exchange ends with a 502.
+pub const MAX_INTERIM_RESPONSES: usize = 32;
 /// `Via` values added to forwarded messages, by the version the message was received with.
 const VIA_11: &[u8] = b"1.1 lynxio";
 const VIA_10: &[u8] = b"1.0 lynxio";
@@ -347,6 +352,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     flow: &mut Receiving<'_>,
 ) -> Result<End, ProxyError> {
     let t = &worker.cfg.timeouts;
+    let mut interim = 0usize;
     let mut resp = loop {
         let resp = read_response_head(worker, up_r, up_buf, t.response).await?;
         if resp.status >= 200 {
@@ -359,6 +365,13 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
             return Err(ProxyError::BadResponse(http1::ParseError {
                 kind: http1::ParseErrorKind::Malformed,
                 detail: "101 Switching Protocols without a WebSocket upgrade request",
+            }));
+        }
+        interim += 1;
+        if interim > MAX_INTERIM_RESPONSES {
+            return Err(ProxyError::BadResponse(http1::ParseError {
+                kind: http1::ParseErrorKind::Malformed,
+                detail: "origin sent too many interim responses",
             }));
         }
         if req.version == Version::Http11 {

@@ -31,6 +31,16 @@ use super::worker::{self, WorkerInit};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Slack on top of the drain timeout before the main thread gives up on a worker.
 const JOIN_SLACK: Duration = Duration::from_secs(2);
+/// File descriptors kept out of the per-connection budget when `--max-connections` is derived
+/// from the open-files limit: listeners, stop sockets, each runtime's io_uring/eventfd, idle
+/// pooled pipes, the log, capture and mock files, admin connections, DNS threads.
+const FD_RESERVE: u64 = 256;
+/// File descriptors one client connection is budgeted: the client, its origin, and on average
+/// part of a pipe pair leased while a tunnel splices (a pipe that cannot be made for want of
+/// descriptors degrades that burst to copying, it does not fail the tunnel).
+const FDS_PER_CONNECTION: u64 = 3;
+/// The derived per-worker connection limit never goes below this.
+const MIN_MAX_CONNECTIONS: usize = 64;
 
 /// Why the proxy could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +94,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
             }
         })?;
 
+    let max_connections = connection_limit(&cfg);
     let (per_worker, bound) = bind_all(&cfg.listen, cfg.workers)?;
     let registry = Registry::new(cfg.workers);
     // The hub runs when someone may read events: a capture file or live `/events` clients.
@@ -127,6 +138,7 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
             hub: hub.clone(),
             log: log.clone(),
             events: tx.clone(),
+            max_connections,
         };
         handles.push(spawn_worker(
             seed,
@@ -312,4 +324,82 @@ fn interceptor(cfg: &Config) -> Result<Arc<Interceptor>, RunError> {
         tracing::info!(rule, ca = %ca.cert_path().display(), "TLS interception enabled");
     }
     Ok(mitm)
+}
+
+/// The per-worker client connection limit: `--max-connections`, else derived from the
+/// open-files limit (raised to its hard limit first) as (soft limit − [`FD_RESERVE`]) /
+/// (workers × [`FDS_PER_CONNECTION`]), at least [`MIN_MAX_CONNECTIONS`]. Logged at start.
+fn connection_limit(cfg: &Config) -> usize {
+    let nofile = raise_nofile_limit();
+    let (limit, source) = match cfg.max_connections {
+        Some(n) => (n, "--max-connections"),
+        None => (
+            derived_connection_limit(nofile, cfg.workers),
+            "open-files limit",
+        ),
+    };
+    tracing::info!(
+        max_connections = limit,
+        workers = cfg.workers,
+        open_files = nofile,
+        source,
+        "client connections limited per worker"
+    );
+    limit
+}
+
+/// (`nofile` − reserve) / (`workers` × fds per connection), at least the minimum.
+fn derived_connection_limit(nofile: u64, workers: usize) -> usize {
+    let per_worker = workers.max(1) as u64 * FDS_PER_CONNECTION;
+    let n = nofile.saturating_sub(FD_RESERVE) / per_worker;
+    usize::try_from(n)
+        .unwrap_or(usize::MAX)
+        .max(MIN_MAX_CONNECTIONS)
+}
+
+/// Raise the soft open-files limit to the hard limit (a common soft default, 1024, is far below
+/// what a proxy needs); returns the soft limit now in force.
+fn raise_nofile_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` only writes the `rlimit` struct we pass by valid mutable pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return FD_RESERVE;
+    }
+    if rl.rlim_cur < rl.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: rl.rlim_max,
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: `setrlimit` only reads the `rlimit` struct we pass by valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            rl.rlim_cur = rl.rlim_max;
+        } else {
+            tracing::debug!(
+                soft = rl.rlim_cur,
+                hard = rl.rlim_max,
+                "cannot raise the open-files limit"
+            );
+        }
+    }
+    rl.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_connection_limit_splits_the_open_files_budget() {
+        // 1,048,576 − 256 over 2 workers × 3 fds.
+        assert_eq!(derived_connection_limit(1 << 20, 2), 174_720);
+        assert_eq!(derived_connection_limit(65_536, 1), 21_760);
+        // Small limits and many workers bottom out at the minimum.
+        assert_eq!(derived_connection_limit(1024, 8), MIN_MAX_CONNECTIONS);
+        assert_eq!(derived_connection_limit(0, 1), MIN_MAX_CONNECTIONS);
+        // An unlimited hard limit (RLIM_INFINITY) and a zero worker count do not overflow.
+        assert!(derived_connection_limit(u64::MAX, 0) > 1 << 40);
+    }
 }

@@ -3,11 +3,20 @@
 //! shutdown. When the main thread closes the worker's stop socket, the worker stops accepting,
 //! waits (up to the drain timeout) for requests in flight to finish, and returns; keep-alive
 //! connections sitting idle between requests are simply closed.
+//!
+//! Each worker serves at most `max_connections` client connections at once ([`ConnLimit`]): at
+//! the cap its accept loops stop calling `accept` — new connections wait in the kernel's listen
+//! backlog, never accepted-and-closed — until a client leaves. Reaching the cap is logged and
+//! counted once per episode; the episode ends when the open connections fall to half the cap.
+//! With several listeners, accepts already pending when the cap is reached may each still
+//! complete, so the cap can be passed by at most one connection per extra listener.
 
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use monoio::io::AsyncReadRent;
@@ -40,6 +49,8 @@ pub struct WorkerInit {
     pub hub: Option<Arc<Hub>>,
     pub log: LogOutput,
     pub events: Sender<Event>,
+    /// Client connections this worker serves at once (resolved at start).
+    pub max_connections: usize,
 }
 
 /// The worker's whole life on its runtime.
@@ -53,6 +64,7 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         hub,
         log,
         events,
+        max_connections,
     } = init;
     let setup = || -> std::io::Result<(Vec<TcpListener>, UnixStream)> {
         let listeners = seed
@@ -78,13 +90,14 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
+    let limit = Rc::new(ConnLimit::new(max_connections, worker.clone()));
     let sweeper = monoio::spawn(sweep_pool(worker.clone()));
     let flusher = monoio::spawn(flush_access_log(worker.clone()));
     // The accept loops are not spawned: when the stop socket fires, `select!` drops them and
     // with them the listeners, so the kernel stops handing this worker connections.
     let mut loops: Vec<_> = listeners
         .into_iter()
-        .map(|l| Box::pin(accept_loop(worker.clone(), l)))
+        .map(|l| Box::pin(accept_loop(worker.clone(), limit.clone(), l)))
         .collect();
     let accepting = std::future::poll_fn(move |cx| {
         loops.retain_mut(|l| l.as_mut().poll(cx).is_pending());
@@ -130,26 +143,115 @@ async fn drain(worker: &Worker) {
     }
 }
 
-async fn accept_loop(worker: Rc<Worker>, listener: TcpListener) {
+async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpListener) {
     // Reported with each flow; an unspecified bind address is reported as bound.
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
+        limit.below_cap().await;
         match listener.accept().await {
             Ok((stream, client)) => {
+                let slot = ConnLimit::take(&limit);
                 let conn = worker.next_id();
                 let span = tracing::debug_span!("conn", w = worker.index, conn, peer = %client);
                 let peer = Peer {
                     client,
                     listener: local,
                 };
-                monoio::spawn(client::serve_tcp(worker.clone(), stream, peer).instrument(span));
+                let serve = client::serve_tcp(worker.clone(), stream, peer);
+                monoio::spawn(
+                    async move {
+                        serve.await;
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// The worker's count of open client connections against its cap, and the accept loops
+/// waiting for room.
+struct ConnLimit {
+    max: usize,
+    open: Cell<usize>,
+    /// Accept loops parked at the cap, woken when a connection closes.
+    waiting: RefCell<Vec<Waker>>,
+    /// The cap was reached and the episode has not ended yet (see the module docs).
+    reached: Cell<bool>,
+    worker: Rc<Worker>,
+}
+
+/// One accepted client connection's place under the cap; dropping it frees the place.
+struct Slot(Rc<ConnLimit>);
+
+impl ConnLimit {
+    fn new(max: usize, worker: Rc<Worker>) -> ConnLimit {
+        ConnLimit {
+            max: max.max(1),
+            open: Cell::new(0),
+            waiting: RefCell::new(Vec::new()),
+            reached: Cell::new(false),
+            worker,
+        }
+    }
+
+    /// Count an accepted connection until the returned slot drops.
+    fn take(this: &Rc<ConnLimit>) -> Slot {
+        this.open.set(this.open.get() + 1);
+        Slot(Rc::clone(this))
+    }
+
+    /// Wait until another connection may be accepted (at once when under the cap).
+    async fn below_cap(&self) {
+        if self.open.get() < self.max {
+            return;
+        }
+        if !self.reached.replace(true) {
+            self.worker.metrics.connection_limit_reached.inc();
+            tracing::warn!(
+                worker = self.worker.index,
+                max_connections = self.max,
+                "connection limit {} reached; not accepting until a client leaves",
+                self.max
+            );
+        }
+        std::future::poll_fn(|cx| {
+            if self.open.get() < self.max {
+                Poll::Ready(())
+            } else {
+                let mut waiting = self.waiting.borrow_mut();
+                if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiting.push(cx.waker().clone());
+                }
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let limit = &self.0;
+        let open = limit.open.get().saturating_sub(1);
+        limit.open.set(open);
+        if open <= limit.max / 2 && limit.reached.replace(false) {
+            tracing::info!(
+                worker = limit.worker.index,
+                open,
+                "connection limit episode over: accepting freely again"
+            );
+        }
+        if open < limit.max {
+            let waiting = std::mem::take(&mut *limit.waiting.borrow_mut());
+            waiting.into_iter().for_each(Waker::wake);
         }
     }
 }

@@ -96,6 +96,31 @@ fn second_lookup_is_a_hit() {
     assert!(Arc::ptr_eq(a.server_config(), b.server_config()));
 }
 
+/// Every leaf of a cache (one per worker) resumes from the same bounded session store; another
+/// cache (another worker) has its own.
+#[test]
+fn leaves_of_a_cache_share_one_session_store() {
+    let mut cache = LeafCache::new();
+    let a = cache.get_or_mint(test_ca(), "a.store.test").unwrap();
+    let b = cache.get_or_mint(test_ca(), "b.store.test").unwrap();
+    let ip = cache.get_or_mint(test_ca(), "192.0.2.7").unwrap();
+    let (sa, sb) = (
+        &a.server_config().session_storage,
+        &b.server_config().session_storage,
+    );
+    assert!(Arc::ptr_eq(sa, sb));
+    assert!(Arc::ptr_eq(sa, &ip.server_config().session_storage));
+    assert!(Arc::ptr_eq(sa, &cache.sessions));
+    // Behaviourally: what one leaf's config stores, another's finds.
+    assert!(sa.put(b"session-id".to_vec(), b"state".to_vec()));
+    assert_eq!(sb.get(b"session-id").as_deref(), Some(&b"state"[..]));
+
+    let mut other = LeafCache::new();
+    let c = other.get_or_mint(test_ca(), "a.store.test").unwrap();
+    assert!(!Arc::ptr_eq(sa, &c.server_config().session_storage));
+    assert_eq!(c.server_config().session_storage.get(b"session-id"), None);
+}
+
 #[test]
 fn lru_bound_is_respected() {
     let mut cache = LeafCache::with_capacity(2);

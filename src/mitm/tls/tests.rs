@@ -527,3 +527,53 @@ fn dropped_write_breaks_the_writer() {
             .expect("shutdown still closes the socket");
     });
 }
+
+/// A peer that stops reading cannot hold `shutdown`: with its window and our send buffer full,
+/// `close_notify` gets the writer's deadline, then the TCP write side is shut anyway (and the
+/// writer is broken). The socket is filled with raw bytes under the writer (the peer never reads
+/// them), so the writer itself is intact when `shutdown` starts.
+#[test]
+fn close_notify_to_a_peer_that_stops_reading_has_a_deadline() {
+    const MAX_TOP_UPS: usize = 10_000;
+    each_driver(|driver, server_cfg, client_cfg| async move {
+        let ((_sr, mut sw, _), _client) = pair(server_cfg, client_cfg).await;
+        let big = vec![7u8; 64 * 1024 * 1024];
+        let fill = monoio::time::timeout(Duration::from_millis(200), sw.io.write_all(big)).await;
+        assert!(
+            fill.is_err(),
+            "{driver}: 64 MiB cannot fit in socket buffers"
+        );
+        // Room can still appear (buffers autotune, a cancelled write gives some back): top up
+        // with small writes until one is stuck too.
+        let mut stuck = false;
+        for _ in 0..MAX_TOP_UPS {
+            let small = sw.io.write_all(vec![7u8; 64]);
+            if monoio::time::timeout(Duration::from_millis(200), small)
+                .await
+                .is_err()
+            {
+                stuck = true;
+                break;
+            }
+        }
+        assert!(stuck, "{driver}: the socket never filled up");
+        assert!(!sw.broken, "{driver}: the TLS writer itself was not used");
+        sw.close_timeout_ms = 300;
+        let outer = CLOSE_NOTIFY_TIMEOUT;
+        let res = monoio::time::timeout(outer, sw.shutdown())
+            .await
+            .unwrap_or_else(|_| panic!("{driver}: shutdown outlived its close_notify deadline"));
+        let err = res.expect_err(&format!("{driver}: close_notify cannot have been sent"));
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut, "{driver}: {err}");
+        assert!(
+            sw.broken,
+            "{driver}: a timed-out close_notify breaks the writer"
+        );
+        let (res, _) = sw.write(b"more".to_vec()).await;
+        assert_eq!(
+            res.expect_err("broken").kind(),
+            io::ErrorKind::BrokenPipe,
+            "{driver}"
+        );
+    });
+}

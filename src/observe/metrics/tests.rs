@@ -121,6 +121,7 @@ fn bumped() -> Registry {
     w1.leaf_hits.add(5);
     w0.leaf_mints.inc();
     w1.events_dropped.add(11);
+    w0.connection_limit_reached.add(2);
     reg
 }
 
@@ -148,6 +149,7 @@ fn renders_every_family_per_worker() {
         "lynxio_leaf_cache_hits_total",
         "lynxio_leaf_certificates_minted_total",
         "lynxio_events_dropped_total",
+        "lynxio_connection_limit_reached_total",
     ];
     assert_eq!(p.names, expected);
     assert!(!text.contains("_total_total"));
@@ -220,6 +222,8 @@ fn renders_every_family_per_worker() {
     assert_eq!(one("lynxio_leaf_certificates_minted_total", "0"), 1);
     assert_eq!(one("lynxio_events_dropped_total", "1"), 11);
     assert_eq!(one("lynxio_events_dropped_total", "0"), 0);
+    assert_eq!(one("lynxio_connection_limit_reached_total", "0"), 2);
+    assert_eq!(one("lynxio_connection_limit_reached_total", "1"), 0);
 
     let tun = |w, k| p.get("lynxio_tunnels_open", &[("kind", k), ("worker", w)]);
     assert_eq!(tun("1", "http-upgrade"), 1);
@@ -247,6 +251,6 @@ fn no_workers_still_has_descriptors() {
     let text = Registry::new(0).render();
     let p = parse(&text);
     assert!(p.samples.is_empty());
-    assert_eq!(p.types.len(), 16);
+    assert_eq!(p.types.len(), 17);
     assert!(text.ends_with("# EOF\n"));
 }
