@@ -5,8 +5,10 @@
 //! response byte has been sent yet) and logs one line.
 
 use std::io;
+use std::time::Duration;
 
-use crate::http1::{ParseError, ParseErrorKind};
+use crate::config::Config;
+use crate::http1::{HeadLimits, ParseError, ParseErrorKind};
 
 /// Everything that can end a request before its response completes.
 #[derive(Debug, thiserror::Error)]
@@ -112,16 +114,208 @@ impl ProxyError {
         }
     }
 
-    /// The short text body sent with the status: what happened and, where it helps, what to do.
-    pub fn body(&self) -> String {
+    /// The short text body sent with the status: a plain sentence saying what was wrong and,
+    /// where it helps, what to do — never an internal name. `cfg` supplies the limits a body
+    /// quotes (with the flag that sets them). Log lines use `Display`, which keeps the detail.
+    pub fn body(&self, cfg: &Config) -> String {
+        let secs = |d: Duration| humantime::format_duration(d).to_string();
         match self {
+            ProxyError::BadRequest(e) => message_problem(e, Side::Request, &cfg.head_limits),
+            ProxyError::BadResponse(e) => message_problem(e, Side::Response, &cfg.head_limits),
             ProxyError::NotProxyRequest => "lynxio is a proxy: send absolute-form requests \
                  (GET http://host/path), e.g. curl -x http://this-proxy http://example.com/"
                 .to_owned(),
+            ProxyError::HttpsWithoutConnect => "https:// URLs must go through a CONNECT \
+                 tunnel: set lynxio as the HTTPS proxy too (e.g. curl -x http://this-proxy \
+                 https://example.com/)"
+                .to_owned(),
+            ProxyError::ConnectInTunnel => "CONNECT is only allowed directly from a proxy \
+                 client, not inside a tunnel or an intercepted TLS session"
+                .to_owned(),
+            ProxyError::ExpectationFailed => {
+                "the Expect header asks for something lynxio does not support (only \
+                 100-continue is)"
+                    .to_owned()
+            }
+            ProxyError::ClientHeadTimeout => format!(
+                "the request head did not arrive within {} (--client-head-timeout)",
+                secs(cfg.timeouts.client_head)
+            ),
+            ProxyError::ClientBody(why) => format!("the request body was cut short: {why}"),
+            ProxyError::Resolve { host, source } => {
+                format!("cannot find the address of {host}: {source}")
+            }
+            ProxyError::Connect { target, source } => {
+                format!("cannot connect to {target}: {source}")
+            }
+            ProxyError::ConnectTimeout { target } => format!(
+                "connecting to {target} took longer than {} (--connect-timeout)",
+                secs(cfg.timeouts.connect)
+            ),
+            ProxyError::Certificate { host, reason } => {
+                format!("cannot make a certificate to intercept {host}: {reason}")
+            }
+            ProxyError::UpstreamTls { target, reason } => {
+                format!("cannot connect securely to {target}: {reason}")
+            }
+            ProxyError::ResponseTimeout => format!(
+                "the origin did not answer within {} (--response-timeout)",
+                secs(cfg.timeouts.response)
+            ),
+            ProxyError::UpstreamIo(e) => format!("the connection to the origin failed: {e}"),
+            ProxyError::MockFile { path, source } => {
+                format!("the mock file {path} of a rule cannot be read: {source}")
+            }
             ProxyError::ProxyAuthRequired(_) => "lynxio requires proxy credentials: \
                  Proxy-Authorization: Basic (e.g. curl -x http://user:pass@this-proxy ...)"
                 .to_owned(),
-            other => other.to_string(),
+            ProxyError::DestRefused { target, reason } => {
+                format!("lynxio does not forward to {target}: {reason}")
+            }
+            ProxyError::ClientIo(e) => format!("the client connection failed: {e}"),
         }
+    }
+}
+
+/// Whose message a parse error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Request,
+    Response,
+}
+
+/// A rejected request or origin response in words: what was wrong, the parser's detail, and
+/// for a size limit the limit and its flag.
+fn message_problem(e: &ParseError, side: Side, limits: &HeadLimits) -> String {
+    let (head, message) = match side {
+        Side::Request => ("request head", "the request"),
+        Side::Response => ("origin's response head", "the origin's response"),
+    };
+    let detail = e.detail;
+    match e.kind {
+        ParseErrorKind::HeadTooLarge => format!(
+            "{head} too large (limit {} bytes: --max-head-bytes)",
+            limits.max_head_bytes
+        ),
+        ParseErrorKind::TooManyHeaders => format!(
+            "too many header fields in the {head} (limit {}: --max-headers)",
+            limits.max_headers
+        ),
+        ParseErrorKind::UnsupportedVersion => format!(
+            "{message} uses an HTTP version lynxio does not speak (only HTTP/1.1 and HTTP/1.0)"
+        ),
+        ParseErrorKind::Malformed => format!("{message} is not valid HTTP/1.1: {detail}"),
+        ParseErrorKind::BadFraming => format!(
+            "the body length of {message} is ambiguous or invalid (a request smuggling \
+             risk): {detail}"
+        ),
+        ParseErrorKind::BadChunk => format!("{message} has an invalid chunked body: {detail}"),
+        ParseErrorKind::BadTarget => format!("the request's target URL is not valid: {detail}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    /// Internal names that must never reach a user: the parse error kinds and the variants.
+    const INTERNAL_NAMES: &[&str] = &[
+        "HeadTooLarge",
+        "TooManyHeaders",
+        "Malformed",
+        "BadFraming",
+        "BadChunk",
+        "BadTarget",
+        "UnsupportedVersion",
+        "BadRequest",
+        "BadResponse",
+        "UpstreamTls",
+        "ParseError",
+    ];
+
+    fn parse_error(kind: ParseErrorKind, detail: &'static str) -> ParseError {
+        ParseError { kind, detail }
+    }
+
+    #[test]
+    fn bodies_are_plain_sentences() {
+        let cfg = Config::from_settings(Settings::default()).expect("default config");
+        let kinds = [
+            ParseErrorKind::HeadTooLarge,
+            ParseErrorKind::TooManyHeaders,
+            ParseErrorKind::Malformed,
+            ParseErrorKind::BadFraming,
+            ParseErrorKind::BadChunk,
+            ParseErrorKind::BadTarget,
+            ParseErrorKind::UnsupportedVersion,
+        ];
+        let mut errors: Vec<ProxyError> = Vec::new();
+        for kind in kinds {
+            errors.push(ProxyError::BadRequest(parse_error(kind, "some detail")));
+            errors.push(ProxyError::BadResponse(parse_error(kind, "some detail")));
+        }
+        errors.extend([
+            ProxyError::ClientHeadTimeout,
+            ProxyError::ResponseTimeout,
+            ProxyError::ConnectTimeout {
+                target: "a.test:80".into(),
+            },
+        ]);
+        for e in &errors {
+            let body = e.body(&cfg);
+            for name in INTERNAL_NAMES {
+                assert!(!body.contains(name), "{e:?}: {body:?} names {name}");
+            }
+            assert!(body.len() < 300, "{e:?}: body too long: {body:?}");
+            assert!(
+                body.starts_with(|c: char| c.is_ascii_lowercase()),
+                "{e:?}: {body:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_quote_the_limit_and_its_flag() {
+        let cfg = Config::from_settings(Settings::default()).expect("default config");
+        let too_large = ProxyError::BadRequest(parse_error(ParseErrorKind::HeadTooLarge, "x"));
+        assert_eq!(
+            too_large.body(&cfg),
+            "request head too large (limit 65536 bytes: --max-head-bytes)"
+        );
+        let fields = ProxyError::BadRequest(parse_error(ParseErrorKind::TooManyHeaders, "x"));
+        assert_eq!(
+            fields.body(&cfg),
+            "too many header fields in the request head (limit 100: --max-headers)"
+        );
+        let bad_line = ProxyError::BadRequest(parse_error(
+            ParseErrorKind::Malformed,
+            "invalid request line",
+        ));
+        assert_eq!(
+            bad_line.body(&cfg),
+            "the request is not valid HTTP/1.1: invalid request line"
+        );
+        let bad_response = ProxyError::BadResponse(parse_error(
+            ParseErrorKind::Malformed,
+            "invalid status line",
+        ));
+        assert_eq!(
+            bad_response.body(&cfg),
+            "the origin's response is not valid HTTP/1.1: invalid status line"
+        );
+        assert_eq!(
+            ProxyError::ResponseTimeout.body(&cfg),
+            "the origin did not answer within 1m (--response-timeout)"
+        );
+    }
+
+    #[test]
+    fn log_text_keeps_the_detail_without_internal_names() {
+        let e = ProxyError::BadRequest(parse_error(
+            ParseErrorKind::HeadTooLarge,
+            "head exceeds the size limit",
+        ));
+        assert_eq!(e.to_string(), "bad request: head exceeds the size limit");
     }
 }

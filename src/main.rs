@@ -6,11 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mimalloc::MiMalloc;
-use tracing_subscriber::EnvFilter;
 
 use std::sync::Arc;
 
-use lynxio::config::{CaCommand, Cli, Command, Config, LogFormat};
+use lynxio::config::{CaCommand, Cli, Command, Config, LogFormat, choose_log_filter};
 use lynxio::proxy::access::{LogOutput, LogSink};
 
 /// Log lines that may wait for the log writer thread; beyond, new lines are dropped (counted
@@ -35,14 +34,16 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = match &cfg.log {
-        Some(f) => EnvFilter::try_new(f),
-        None => EnvFilter::try_from_default_env().or_else(|_| EnvFilter::try_new("info")),
-    };
-    let filter = match filter {
-        Ok(f) => f,
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = match choose_log_filter(cfg.log.as_deref(), rust_log.as_deref()) {
+        Ok((filter, warning)) => {
+            if let Some(warning) = warning {
+                eprintln!("lynxio: warning: {warning}");
+            }
+            filter
+        }
         Err(e) => {
-            eprintln!("lynxio: invalid --log filter: {e}");
+            eprintln!("lynxio: invalid --log filter {e}");
             return ExitCode::from(2);
         }
     };

@@ -111,6 +111,87 @@ fn bad_settings_fail_startup_clearly() {
     let _ = std::fs::remove_file(bad_action);
 }
 
+/// `--log` takes tracing's filter syntax; a bare word that is not a level (`verbose`) would be
+/// read as a target and silence everything, so it stops startup with the filter named and an
+/// example, like a filter that does not parse.
+#[test]
+fn bad_log_filter_fails_startup() {
+    for bad in ["verbose", "info,loud", "lynxio=loud"] {
+        let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--log", bad]);
+        assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+        assert!(err.contains("e.g. --log debug"), "{bad}: {err}");
+    }
+    let file = temp_config("bad-log", "log = \"verbose\"\n");
+    let err = run_expecting_failure(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--config",
+        file.to_str().expect("utf-8 path"),
+    ]);
+    assert!(err.contains("\"verbose\""), "{err}");
+    let _ = std::fs::remove_file(file);
+}
+
+/// An invalid `RUST_LOG` (without `--log`) may come from anywhere: lynxio warns on stderr and
+/// logs at `info` (the access log still appears).
+fn bad_rust_log_warns_and_logs_at_info(driver: &str) {
+    let origin = Origin::http(|_| ok(b"fine"));
+    let proxy = Proxy::start_with_env(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--driver",
+            driver,
+        ],
+        &[("RUST_LOG", "verbose")],
+    );
+    let mut c = Reader::new(proxy.connect());
+    let req = format!("GET {} HTTP/1.1\r\nHost: x\r\n\r\n", origin.url("/r"));
+    assert_eq!(roundtrip(&mut c, "GET", req.as_bytes()).status, 200);
+    let wait = std::time::Duration::from_secs(5);
+    let warning = proxy.wait_for_line(wait, |l| l.contains("RUST_LOG"));
+    assert!(
+        warning
+            .as_deref()
+            .is_some_and(|l| l.contains("\"verbose\"") && l.contains("info")),
+        "{warning:?}\n{}",
+        proxy.log()
+    );
+    assert!(
+        proxy
+            .wait_for_line(wait, |l| l.contains("lynxio::access")
+                && l.contains(" status=200 "))
+            .is_some(),
+        "no access line at info: {}",
+        proxy.log()
+    );
+}
+
+drivers!(bad_rust_log_warns_and_logs_at_info);
+
+/// `--upstream-ca` is read at start even when nothing is intercepted: a missing file or one
+/// without a certificate stops startup, naming the file.
+#[test]
+fn bad_upstream_ca_fails_startup() {
+    let err = run_expecting_failure(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream-ca",
+        "/nonexistent/origin-ca.pem",
+    ]);
+    assert!(err.contains("/nonexistent/origin-ca.pem"), "{err}");
+    let empty = temp_config("empty-ca", "no certificate here\n");
+    let shown = empty.to_str().expect("utf-8 path");
+    let err = run_expecting_failure(&["--listen", "127.0.0.1:0", "--upstream-ca", shown]);
+    assert!(
+        err.contains(shown) && err.contains("no certificate"),
+        "{err}"
+    );
+    let _ = std::fs::remove_file(empty);
+}
+
 /// An intercept rule makes the proxy create (first run) or load the CA in `--ca-dir` at start;
 /// a corrupt CA stops startup with a message naming the file.
 #[test]

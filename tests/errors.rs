@@ -473,7 +473,123 @@ fn slowloris_trickle(driver: &str) {
     assert_no_panic(proxy);
 }
 
+/// Every error body is a plain sentence saying what was wrong (and, for a limit, which flag
+/// sets it): a table of bad requests, each answered with its status and a body holding the
+/// expected words and no internal type name (`Malformed`, `HeadTooLarge`, …).
+fn error_bodies_are_plain_sentences(driver: &str) {
+    let origin = Origin::http(|_| ok(b"should not be reached"));
+    let proxy = Proxy::start(driver, &["--max-head-bytes", "1024", "--max-headers", "10"]);
+    let o = origin.addr;
+    let url = origin.url("/");
+    let mut many_fields = format!("GET {url} HTTP/1.1\r\nHost: {o}\r\n");
+    for i in 0..12 {
+        many_fields.push_str(&format!("X-H{i}: v\r\n"));
+    }
+    many_fields.push_str("\r\n");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        (
+            "not HTTP at all",
+            "GARBAGE\r\n\r\n".to_owned(),
+            400,
+            "the request is not valid HTTP/1.1",
+        ),
+        (
+            "head over --max-head-bytes",
+            format!(
+                "GET {url} HTTP/1.1\r\nHost: {o}\r\nX-Big: {}\r\n\r\n",
+                "a".repeat(2048)
+            ),
+            431,
+            "request head too large (limit 1024 bytes: --max-head-bytes)",
+        ),
+        (
+            "more fields than --max-headers",
+            many_fields,
+            431,
+            "too many header fields in the request head (limit 10: --max-headers)",
+        ),
+        (
+            "HTTP/2.0",
+            format!("GET {url} HTTP/2.0\r\nHost: {o}\r\n\r\n"),
+            505,
+            "HTTP version",
+        ),
+        (
+            "Content-Length and Transfer-Encoding",
+            format!(
+                "POST {url} HTTP/1.1\r\nHost: {o}\r\nContent-Length: 3\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+            400,
+            "body length",
+        ),
+        (
+            "userinfo in the target",
+            format!("GET http://user:pw@{o}/ HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+            400,
+            "target URL is not valid",
+        ),
+        (
+            "obs-fold",
+            format!("GET {url} HTTP/1.1\r\nHost: {o}\r\nX-A: 1\r\n  2\r\n\r\n"),
+            400,
+            "not valid HTTP/1.1",
+        ),
+        (
+            "origin-form",
+            format!("GET / HTTP/1.1\r\nHost: {o}\r\n\r\n"),
+            400,
+            "lynxio is a proxy",
+        ),
+        (
+            "unsupported Expect",
+            format!("GET {url} HTTP/1.1\r\nHost: {o}\r\nExpect: magic\r\n\r\n"),
+            417,
+            "Expect",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, bytes, status, words) in &cases {
+        let reply = send_raw(proxy.addr, bytes.as_bytes(), WAIT);
+        match check_error_reply(&reply, *status) {
+            Err(e) => failures.push(format!("{what}: {e}")),
+            Ok(m) if !m.body_str().contains(words) => {
+                failures.push(format!("{what}: body {:?} lacks {words:?}", m.body_str()));
+            }
+            Ok(m) => {
+                if let Some(name) = internal_name_in(&m.body_str()) {
+                    failures.push(format!("{what}: body names {name}: {:?}", m.body_str()));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(origin.accepted(), 0, "a bad request reached the origin");
+
+    // An origin whose response is not HTTP: 502 saying so, in words.
+    let bad_origin = Origin::start(|mut s| {
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n");
+        thread::sleep(Duration::from_millis(200));
+    });
+    let reply = send_raw(
+        proxy.addr,
+        &get(&bad_origin.url("/"), &bad_origin.addr.to_string()),
+        WAIT,
+    );
+    let m = assert_error_reply(&reply, 502, "a response that is not HTTP");
+    assert!(
+        m.body_str()
+            .starts_with("the origin's response is not valid HTTP/1.1"),
+        "{:?}",
+        m.body_str()
+    );
+    assert_no_panic(proxy);
+}
+
 drivers!(
+    error_bodies_are_plain_sentences,
     malformed_request_line,
     head_too_large_default,
     head_too_large_configured,

@@ -18,12 +18,14 @@ use crate::policy::dest::{Cidr, DEFAULT_PUBLIC_CONNECT_PORTS, DestKind, DestPoli
 use crate::rules::{RuleError, RuleSet};
 
 mod cli;
+mod log_filter;
 mod rules_source;
 mod settings;
 #[cfg(test)]
 mod tests;
 
 pub use cli::{CaArgs, CaCommand, CaDirArgs, Cli, Command, HarArgs, LogFormat};
+pub use log_filter::{DEFAULT_LOG_FILTER, LOG_FILTER_EXAMPLE, choose_log_filter};
 pub use rules_source::RulesSource;
 pub use settings::Settings;
 
@@ -189,6 +191,9 @@ impl Config {
             (Some(list), true) => parse_cpu_list(list)?,
             (None, true) => (0..available).collect(),
         };
+        if let Some(spec) = &s.log {
+            log_filter::check_log_flag(spec).map_err(|m| invalid("--log filter", m))?;
+        }
         let max_headers = s.max_headers.unwrap_or(DEFAULT_MAX_HEADERS);
         if max_headers == 0 || max_headers > MAX_HEADERS_CAP {
             return Err(invalid(

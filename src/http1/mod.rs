@@ -90,9 +90,10 @@ pub enum ParseErrorKind {
     UnsupportedVersion,
 }
 
-/// A rejected message: a kind for the status code and a short human-readable detail.
+/// A rejected message: a kind for the status code and a short human-readable detail. `Display`
+/// is the detail alone (lower-case words, no internal names), so it can be shown to users.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{kind:?}: {detail}")]
+#[error("{detail}")]
 pub struct ParseError {
     pub kind: ParseErrorKind,
     pub detail: &'static str,

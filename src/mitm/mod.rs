@@ -2,10 +2,12 @@
 //! client and the origin over rustls' sans-IO connection. It knows nothing of rules. [`ca`] loads
 //! or creates the root CA on disk; [`leaf`] mints per-host leaf certificates and their rustls
 //! server configs into a per-worker LRU cache; [`tls`] drives rustls over monoio sockets;
-//! [`upstream`] builds the verified client configuration for origins.
+//! [`upstream`] builds the verified client configuration for origins (with [`pinned`]
+//! certificates) and words origin TLS failures.
 
 pub mod ca;
 pub mod leaf;
+pub mod pinned;
 pub mod tls;
 pub mod upstream;
 

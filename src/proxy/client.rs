@@ -630,7 +630,7 @@ async fn write_error<R, W: AsyncWriteRent>(
     status: u16,
 ) {
     client.out.clear();
-    let mut body = error.body();
+    let mut body = error.body(&worker.cfg);
     body.push('\n');
     http1::write_local_response(
         &mut client.out,

@@ -134,7 +134,10 @@ pub async fn connect_tls(
         .await
         .map_err(|e| ProxyError::UpstreamTls {
             target: format!("{host}:{port}"),
-            reason: e.to_string(),
+            reason: match crate::mitm::tls::rustls_error(&e) {
+                Some(rejected) => crate::mitm::upstream::explain(rejected),
+                None => format!("the TLS handshake with the origin failed: {e}"),
+            },
         })?;
     let (r, w) = tls;
     Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))

@@ -69,8 +69,14 @@ impl Proxy {
 
     /// Starts lynxio with exactly these arguments (must include a `--listen` on port 0).
     pub fn start_with_args(args: &[&str]) -> Proxy {
+        Proxy::start_with_env(args, &[])
+    }
+
+    /// [`Proxy::start_with_args`] with extra environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proxy {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lynxio"))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -682,6 +688,43 @@ pub fn assert_error_reply(reply: &Reply, status: u16, what: &str) -> Message {
     check_error_reply(reply, status).unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
+/// Rust names of lynxio's error types and kinds: an error body must say what was wrong in words,
+/// never show one of these.
+pub const INTERNAL_ERROR_NAMES: &[&str] = &[
+    "HeadTooLarge",
+    "TooManyHeaders",
+    "Malformed",
+    "BadFraming",
+    "BadChunk",
+    "BadTarget",
+    "UnsupportedVersion",
+    "BadRequest",
+    "BadResponse",
+    "NotProxyRequest",
+    "HttpsWithoutConnect",
+    "ConnectInTunnel",
+    "ExpectationFailed",
+    "ClientHeadTimeout",
+    "ResponseTimeout",
+    "ConnectTimeout",
+    "UpstreamTls",
+    "UpstreamIo",
+    "ParseError",
+    "CertificateError",
+    "UnknownIssuer",
+    "NotValidForName",
+    "OtherError",
+    "CaUsedAsEndEntity",
+];
+
+/// The first of [`INTERNAL_ERROR_NAMES`] that `body` contains, if any.
+pub fn internal_name_in(body: &str) -> Option<&'static str> {
+    INTERNAL_ERROR_NAMES
+        .iter()
+        .copied()
+        .find(|name| body.contains(name))
+}
+
 /// Whether `reply` is exactly one proxy-generated error response with `status`: a short,
 /// non-empty text body framed by a matching Content-Length, `Connection: close`, nothing after
 /// it, and the connection closed. `Err` says what is wrong.
@@ -710,6 +753,12 @@ pub fn check_error_reply(reply: &Reply, status: u16) -> Result<Message, String> 
     }
     if m.body.is_empty() || m.body.len() >= 1024 {
         return Err(format!("body should be short text, got {:?}", m.body_str()));
+    }
+    if let Some(name) = internal_name_in(&m.body_str()) {
+        return Err(format!(
+            "the body names an internal type ({name}) instead of saying what was wrong: {:?}",
+            m.body_str()
+        ));
     }
     if !m
         .header("content-type")

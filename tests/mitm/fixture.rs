@@ -49,12 +49,13 @@ pub fn path_str(p: &Path) -> &str {
 // ---- the TLS origin ----
 
 /// A TLS origin on 127.0.0.1 with a certificate for `localhost` and IP 127.0.0.1 signed by a
-/// fresh test CA. It answers every request with `200`, a body `METHOD TARGET` (followed by a
+/// fresh test CA (or self-signed: [`OriginCert`]). It answers every request with `200`, a body `METHOD TARGET` (followed by a
 /// newline and the request body when there is one), and `X-Sni:` the SNI it received (`-` for
 /// none); keep-alive.
 pub struct TlsOrigin {
     pub origin: Origin,
-    /// The test CA's certificate PEM, written to a file for `--upstream-ca`.
+    /// The test CA's certificate PEM (or the self-signed certificate's), written to a file for
+    /// `--upstream-ca`.
     pub ca_file: PathBuf,
     pub ca_der: CertificateDer<'static>,
     /// The origin's own leaf, as presented on the wire.
@@ -63,25 +64,51 @@ pub struct TlsOrigin {
     pub requests: Arc<AtomicUsize>,
 }
 
+/// Which certificate a [`TlsOrigin`] serves.
+#[derive(Clone, Copy)]
+pub enum OriginCert {
+    /// A leaf signed by a fresh test CA (the CA goes in `ca_file`).
+    TestCa,
+    /// A self-signed certificate marked CA:TRUE, as `openssl req -x509` makes (the
+    /// certificate itself goes in `ca_file`: passing it to `--upstream-ca` pins it).
+    SelfSignedCa,
+}
+
 impl TlsOrigin {
     pub fn start(name: &str, driver: &str) -> TlsOrigin {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
-        ca_params.distinguished_name = DistinguishedName::new();
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "lynxio mitm test origin CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
-            .expect("ca cert");
+        TlsOrigin::start_with(name, driver, OriginCert::TestCa)
+    }
+
+    pub fn start_with(name: &str, driver: &str, cert: OriginCert) -> TlsOrigin {
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         let leaf_key = KeyPair::generate().expect("leaf key");
-        let mut leaf_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-                .expect("leaf params");
+        let mut leaf_params = CertificateParams::new(names).expect("leaf params");
         leaf_params
             .distinguished_name
             .push(DnType::CommonName, "localhost");
-        let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
-        let leaf_der = leaf.der().clone();
+        let (leaf_der, ca_der, ca_pem) = match cert {
+            OriginCert::TestCa => {
+                let mut ca_params =
+                    CertificateParams::new(Vec::<String>::new()).expect("ca params");
+                ca_params.distinguished_name = DistinguishedName::new();
+                ca_params
+                    .distinguished_name
+                    .push(DnType::CommonName, "lynxio mitm test origin CA");
+                ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                let ca =
+                    CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+                        .expect("ca cert");
+                let leaf = leaf_params.signed_by(&leaf_key, &ca).expect("leaf cert");
+                (leaf.der().clone(), ca.der().clone(), ca.pem())
+            }
+            OriginCert::SelfSignedCa => {
+                leaf_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+                let cert = leaf_params
+                    .self_signed(&leaf_key)
+                    .expect("self-signed cert");
+                (cert.der().clone(), cert.der().clone(), cert.pem())
+            }
+        };
         let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
@@ -93,7 +120,7 @@ impl TlsOrigin {
         let cfg = Arc::new(cfg);
 
         let ca_file = temp_path(&format!("{name}-origin-ca.pem"), driver);
-        std::fs::write(&ca_file, ca.pem()).expect("write test CA");
+        std::fs::write(&ca_file, ca_pem).expect("write test CA");
 
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
@@ -142,7 +169,7 @@ impl TlsOrigin {
         TlsOrigin {
             origin,
             ca_file,
-            ca_der: ca.der().clone(),
+            ca_der,
             leaf_der,
             requests,
         }
@@ -423,6 +450,18 @@ impl MitmFixture {
         resolve: bool,
     ) -> MitmFixture {
         let origin = TlsOrigin::start(name, driver);
+        MitmFixture::with_origin(origin, name, driver, rule, upstream, resolve)
+    }
+
+    /// [`MitmFixture::start`] with an origin the test made.
+    pub fn with_origin(
+        origin: TlsOrigin,
+        name: &str,
+        driver: &str,
+        rule: &str,
+        upstream: Upstream,
+        resolve: bool,
+    ) -> MitmFixture {
         let dir = TempDir::new(&format!("{name}-ca"), driver);
         let mut flags = vec![
             "--mitm".to_owned(),

@@ -11,6 +11,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod fixture;
+mod pinning;
 mod rules;
 
 use std::io::Write;
@@ -488,9 +489,16 @@ fn wss_through_interception(driver: &str) {
     let _ = std::fs::remove_file(&capture);
 }
 
+use pinning::{
+    pinned_certificate_checks_the_name, pinned_self_signed_origin_works,
+    unverifiable_origins_are_502_in_words,
+};
 use rules::{intercept_matches_sni, redirect_to_https_origin, rules_act_on_decrypted_requests};
 
 drivers!(
+    pinned_self_signed_origin_works,
+    pinned_certificate_checks_the_name,
+    unverifiable_origins_are_502_in_words,
     rules_act_on_decrypted_requests,
     intercept_matches_sni,
     redirect_to_https_origin,
