@@ -3,10 +3,10 @@
 # with --max-connections MAXCONN serves a keep-alive wrk load (CONNS connections, 100-byte
 # responses) in three phases of PHASE seconds each, reporting requests/s and latency p50/p99:
 #   1. baseline: the load alone;
-#   2. abuse: meanwhile ABUSERS clients connect and stay silent (more than MAXCONN: the rest
-#      wait in the kernel backlog), and a flood of CONNECTs to a black-holed address (a listener
-#      whose accept queue is full, so SYNs are dropped and every dial waits for
-#      --connect-timeout);
+#   2. abuse: once the load's connections are open, ABUSERS clients connect and stay silent
+#      (more than MAXCONN: the rest wait in the kernel backlog), and 64 threads flood CONNECTs to
+#      a black-holed address (a listener whose accept queue is full, so SYNs are dropped and
+#      every dial waits for --connect-timeout);
 #   3. recovery: the abuse has ended; a fresh wrk run (new connections) must be served as in 1.
 # Fails if phase 2 or 3 served no requests, or if phase 3's p99 is above 3x phase 1's.
 #
@@ -36,7 +36,8 @@ taskset -c "$PROXY_CORE" target/release/lynxio --listen "127.0.0.1:$LYNXIO_PORT"
 PIDS+=("$!")
 wait_port "$LYNXIO_PORT"
 
-# phase NAME: one wrk run with latency percentiles; prints "NAME rps p50 p99".
+# phase NAME: one wrk run with latency percentiles; prints "NAME rps p50 p99". Its
+# connections are open within its first second.
 phase() {
     local out
     out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
@@ -56,8 +57,12 @@ PY
 
 phase baseline >"$WORK/results"
 
-# The abuse, for the length of phase 2.
-python3 - "$LYNXIO_PORT" "$ABUSERS" "$PHASE" >"$WORK/abuse.log" 2>&1 <<'PY' &
+# Phase 2: the well-behaved clients connect first, then the abuse starts.
+phase "under abuse" >"$WORK/abused" &
+LOADER=$!
+sleep 1
+# The abuse, for the rest of phase 2.
+python3 - "$LYNXIO_PORT" "$ABUSERS" "$((PHASE - 2))" >"$WORK/abuse.log" 2>&1 <<'PY' &
 import socket, sys, time, threading
 proxy, n, secs = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 # A black hole: a listener whose accept queue is full and never drained.
@@ -106,8 +111,8 @@ for s in silent: s.close()
 PY
 ABUSE=$!
 PIDS+=("$ABUSE")
-sleep 1
-phase "under abuse" >>"$WORK/results"
+wait "$LOADER"
+cat "$WORK/abused" >>"$WORK/results"
 wait "$ABUSE" || true
 sleep 2
 phase recovery >>"$WORK/results"
@@ -117,7 +122,7 @@ grep -m1 "connection limit" "$WORK/lynxio.err" || true
 printf '\n| phase | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|\n'
 python3 - "$WORK/results" <<'PY'
 import sys
-rows = [l.rsplit(" ", 3) for l in open(sys.argv[1]) if l.strip()]
+rows = [l.strip().rsplit(" ", 3) for l in open(sys.argv[1]) if l.strip()]
 for name, rps, p50, p99 in rows:
     print(f"| {name} | {rps} | {p50} | {p99} |")
 rows = {r[0]: (float(r[1]), float(r[3])) for r in rows}
