@@ -493,9 +493,13 @@ use pinning::{
     pinned_certificate_checks_the_name, pinned_self_signed_origin_works,
     unverifiable_origins_are_502_in_words,
 };
-use rules::{intercept_matches_sni, redirect_to_https_origin, rules_act_on_decrypted_requests};
+use rules::{
+    auth_with_interception, intercept_matches_sni, redirect_to_https_origin,
+    rules_act_on_decrypted_requests,
+};
 
 drivers!(
+    auth_with_interception,
     pinned_self_signed_origin_works,
     pinned_certificate_checks_the_name,
     unverifiable_origins_are_502_in_words,

@@ -1,4 +1,4 @@
-//! Rules with interception: request rules act on decrypted requests (`scheme = "https"` matches
+//! Rules and credentials with interception: request rules act on decrypted requests (`scheme = "https"` matches
 //! only those), an intercept rule written for a name matches a CONNECT by IP address whose SNI
 //! carries that name, and a redirect to `https://` reaches a TLS origin over lynxio's own
 //! verified TLS.
@@ -115,4 +115,42 @@ to = "{to}"
         assert_eq!((m.status, m.body_str()), (200, format!("GET {path}")));
         assert_eq!(m.header("x-sni"), Some("localhost"));
     }
+}
+
+/// With `--auth`, an intercepted tunnel needs credentials on its CONNECT (407 without, nothing
+/// dialed), and the decrypted requests inside it need none; the origin never sees them.
+pub fn auth_with_interception(driver: &str) {
+    let mut fx = MitmFixture::start("auth-mitm", driver, "localhost", Upstream::TestCa, true);
+    fx.flags
+        .extend(["--auth".to_owned(), "alice:s3cret".to_owned()]);
+    fx.restart();
+    let target = fx.localhost_target();
+    let connect = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    let reply = send_raw(
+        fx.proxy().addr,
+        connect.as_bytes(),
+        std::time::Duration::from_secs(5),
+    );
+    assert_error_reply(&reply, 407, "CONNECT without credentials");
+    let before = fx.origin.requests();
+    let mut sock = fx.proxy().connect();
+    let creds = "YWxpY2U6czNjcmV0"; // alice:s3cret
+    std::io::Write::write_all(
+        &mut sock,
+        format!(
+            "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {creds}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .expect("CONNECT");
+    read_established(&mut sock);
+    let tls = tls_over(sock, "localhost", roots_of(&[fx.ca()])).expect("handshake");
+    let mut r = Reader::new(tls);
+    get_ok(&mut r, "/inside", &target);
+    assert_eq!(fx.origin.requests(), before + 1);
+    let log = fx.stop_and_log();
+    assert!(
+        !log.contains("s3cret") && !log.contains(creds),
+        "credentials logged:\n{log}"
+    );
 }
