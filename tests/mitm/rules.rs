@@ -1,8 +1,8 @@
-//! Rules and credentials with interception: request rules act on decrypted requests (`scheme = "https"` matches
-//! only those), an intercept rule written for a name matches a CONNECT by IP address whose SNI
-//! carries that name, and a redirect to `https://` reaches a TLS origin over lynxio's own
-//! verified TLS.
-
+//! Rules and credentials with interception: request rules act on decrypted requests
+//! (`scheme = "https"` matches only those), an intercept rule written for a name matches a
+//! CONNECT by IP address whose SNI carries that name, a redirect to `https://` reaches a TLS
+//! origin over lynxio's own verified TLS, and `--auth` guards the CONNECT of an intercepted
+//! tunnel.
 use crate::common::*;
 use crate::fixture::*;
 
