@@ -3,6 +3,7 @@
 //! CONNECT by IP address whose SNI carries that name, a redirect to `https://` reaches a TLS
 //! origin over lynxio's own verified TLS, and `--auth` guards the CONNECT of an intercepted
 //! tunnel.
+
 use crate::common::*;
 use crate::fixture::*;
 
