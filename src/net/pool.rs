@@ -8,7 +8,6 @@
 //! reuse it; it is owned by one worker and never shared, so it takes no lock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::fmt::Write;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 /// An origin identity: lowercase host and port, formatted `host:port`.
@@ -19,21 +18,32 @@ impl PoolKey {
     /// Reuse this key's allocation for `host:port`.
     pub fn set(&mut self, host: &str, port: u16) {
         self.0.clear();
-        let _ = write!(self.0, "{host}:{port}");
+        self.push_origin(host, port);
+    }
+
+    /// Appends `host:port` (formatted by hand: this runs once per request).
+    fn push_origin(&mut self, host: &str, port: u16) {
+        self.0.push_str(host);
+        self.0.push(':');
+        self.0.push_str(itoa::Buffer::new().format(port));
     }
 
     /// A key private to one intercepted client session (`tls#<session>#host:port`): TLS origin
     /// connections are never shared between clients, exactly as without a proxy.
     pub fn set_session(&mut self, session: u64, host: &str, port: u16) {
         self.0.clear();
-        let _ = write!(self.0, "tls#{session}#{host}:{port}");
+        self.0.push_str("tls#");
+        self.0.push_str(itoa::Buffer::new().format(session));
+        self.0.push('#');
+        self.push_origin(host, port);
     }
 
     /// A key for lynxio's own TLS connections to `host:port` (`tls#host:port`), shared by every
     /// client: a redirect rule sends requests there, no client's TLS session is involved.
     pub fn set_tls(&mut self, host: &str, port: u16) {
         self.0.clear();
-        let _ = write!(self.0, "tls#{host}:{port}");
+        self.0.push_str("tls#");
+        self.push_origin(host, port);
     }
 
     pub fn as_str(&self) -> &str {
@@ -55,9 +65,17 @@ struct Idle<T> {
     seq: u64,
 }
 
+/// One origin's idle connections, oldest first, and its shared name.
+struct Origin<T> {
+    name: Rc<str>,
+    list: VecDeque<Idle<T>>,
+}
+
 /// Idle connections per origin, with a per-origin and a pool-wide cap.
 pub struct Pool<T> {
-    idle: HashMap<Rc<str>, VecDeque<Idle<T>>>,
+    /// By origin. foldhash: a put and a take per request; at most `max_total` entries, so even
+    /// keys chosen to collide cost a bounded probe.
+    idle: HashMap<Rc<str>, Origin<T>, foldhash::fast::RandomState>,
     /// Every idle connection by return order (sequence number → origin): the first entry is
     /// the least recently used one, the front of its origin's list.
     order: BTreeMap<u64, Rc<str>>,
@@ -86,7 +104,7 @@ impl<T> Pool<T> {
     /// all (0 for either: no pooling).
     pub fn new(max_per_host: usize, max_total: usize, idle_timeout: Duration) -> Self {
         Pool {
-            idle: HashMap::new(),
+            idle: HashMap::default(),
             order: BTreeMap::new(),
             next_seq: 0,
             max_per_host,
@@ -104,8 +122,8 @@ impl<T> Pool<T> {
 
     /// Drop every idle connection under `key` (an intercepted session that ended).
     pub fn remove(&mut self, key: &PoolKey) {
-        if let Some(list) = self.idle.remove(key.as_str()) {
-            for idle in list {
+        if let Some(origin) = self.idle.remove(key.as_str()) {
+            for idle in origin.list {
                 self.order.remove(&idle.seq);
             }
         }
@@ -113,7 +131,7 @@ impl<T> Pool<T> {
 
     /// The most recently returned connection to `key` that has not outlived the idle timeout.
     pub fn take(&mut self, key: &PoolKey, now: Instant) -> Option<T> {
-        let list = self.idle.get_mut(key.as_str())?;
+        let list = &mut self.idle.get_mut(key.as_str())?.list;
         while let Some(idle) = list.pop_back() {
             self.order.remove(&idle.seq);
             if now.duration_since(idle.since) < self.idle_timeout {
@@ -140,15 +158,15 @@ impl<T> Pool<T> {
             idle_timeout,
             ..
         } = self;
-        idle.retain(|_, list| {
-            list.retain(|idle| {
+        idle.retain(|_, origin| {
+            origin.list.retain(|idle| {
                 let keep = now.duration_since(idle.since) < *idle_timeout;
                 if !keep {
                     order.remove(&idle.seq);
                 }
                 keep
             });
-            !list.is_empty()
+            !origin.list.is_empty()
         });
     }
 
@@ -163,7 +181,7 @@ impl<T> Pool<T> {
         let Some((seq, key)) = self.order.pop_first() else {
             return;
         };
-        if let Some(list) = self.idle.get_mut(&key) {
+        if let Some(Origin { list, .. }) = self.idle.get_mut(&key) {
             // Lists are in return order, so the pool's oldest is the front of its origin's.
             debug_assert_eq!(list.front().map(|i| i.seq), Some(seq));
             list.pop_front();
@@ -191,20 +209,32 @@ impl<T: Pooled> Pool<T> {
         conn.on_idle();
         let seq = self.next_seq;
         self.next_seq += 1;
-        let origin = match self.idle.get_key_value(key.as_str()) {
-            Some((origin, _)) => origin.clone(),
-            None => Rc::from(key.as_str()),
-        };
-        let list = self.idle.entry(origin.clone()).or_default();
-        let mut dropped = None;
-        if list.len() >= self.max_per_host {
-            dropped = list.pop_front().map(|i| i.seq);
-        }
-        list.push_back(Idle {
+        let idle = Idle {
             conn,
             since: now,
             seq,
-        });
+        };
+        // One lookup when the origin is known (the steady state of keep-alive traffic).
+        let (origin, dropped) = match self.idle.get_mut(key.as_str()) {
+            Some(Origin { name, list }) => {
+                let dropped = if list.len() >= self.max_per_host {
+                    list.pop_front().map(|i| i.seq)
+                } else {
+                    None
+                };
+                list.push_back(idle);
+                (name.clone(), dropped)
+            }
+            None => {
+                let name: Rc<str> = Rc::from(key.as_str());
+                let origin = Origin {
+                    name: name.clone(),
+                    list: VecDeque::from([idle]),
+                };
+                self.idle.insert(name.clone(), origin);
+                (name, None)
+            }
+        };
         if let Some(old) = dropped {
             self.order.remove(&old);
             self.evicted();
