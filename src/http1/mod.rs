@@ -23,7 +23,6 @@ pub use target::{Scheme, Target, parse_host, parse_target};
 pub use write::{
     ConnectionHeader, LocalResponse, RequestRewrite, ResponseRewrite, reason_phrase,
     write_answer_head, write_interim, write_local_response, write_request, write_response,
-    write_simple_response,
 };
 
 /// Default bound on a whole head (start line + fields + final CRLF).

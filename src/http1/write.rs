@@ -165,32 +165,6 @@ pub fn write_response(out: &mut Vec<u8>, head: &ResponseHead, rw: &ResponseRewri
     out.extend_from_slice(b"\r\n");
 }
 
-/// A proxy-generated response: status line, `Content-Type: text/plain; charset=utf-8`,
-/// `Content-Length`, `Connection: close` if `close`, CRLF, then `body` + `"\n"`.
-pub fn write_simple_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    reason: &str,
-    body: &str,
-    close: bool,
-) {
-    let mut text = Vec::with_capacity(body.len() + 1);
-    text.extend_from_slice(body.as_bytes());
-    text.push(b'\n');
-    write_local_response(
-        out,
-        &LocalResponse {
-            status,
-            reason,
-            content_type: b"text/plain; charset=utf-8",
-            extra: &[],
-            body: &text,
-            close,
-            head_only: false,
-        },
-    );
-}
-
 /// A complete response lynxio makes itself (errors, its own pages).
 #[derive(Debug)]
 pub struct LocalResponse<'a> {

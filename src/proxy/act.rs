@@ -21,12 +21,11 @@ use crate::rules::{Block, Mock, MockBody, Plan, Redirect, RequestView, Rewrite, 
 use super::body::write_within;
 use super::ctx::flow::Outcome;
 use super::ctx::{Client, ConnCtx, Flow, Hop, Route, Worker};
+use super::forward::COALESCE_MAX;
 use super::report;
 
 /// Bytes of a mock `file` read from disk per write to the client.
 pub const MOCK_FILE_CHUNK: usize = 64 * 1024;
-/// Inline bodies up to this size go out in the same write as their head.
-const COALESCE_MAX: usize = 16 * 1024;
 
 /// What the rules want done with a routed request (an empty plan when no request rule exists:
 /// then no view of the request is even built).
@@ -198,7 +197,8 @@ pub async fn answer<R, W: AsyncWriteRent>(
         AnswerBody::Bytes(b) => {
             flow.response.body.keep(&b);
             flow.response.body.count(b.len());
-            if b.len() <= COALESCE_MAX {
+            // Small bodies go out in the same write as their head, as forwarded ones do.
+            if b.len() as u64 <= COALESCE_MAX {
                 client.out.extend_from_slice(&b);
             } else {
                 send(client, timeout).await?;

@@ -433,11 +433,7 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         Ok(Forwarded::Done { keep }) => {
             flow.complete();
             finish(worker, client, head, flow, route.port);
-            if keep && !worker.shutting_down.get() {
-                After::Continue
-            } else {
-                After::Close
-            }
+            next_after_answer(worker, keep)
         }
         Err(error) => {
             fail(worker, client, head, flow, &error, route.port).await;
@@ -500,16 +496,21 @@ async fn connect_exchange<R: AsyncReadRent, W: AsyncWriteRent>(
         Ok(Connected::Blocked { keep }) => {
             flow.complete();
             finish(worker, client, head, flow, 0);
-            if keep && !worker.shutting_down.get() {
-                After::Continue
-            } else {
-                After::Close
-            }
+            next_after_answer(worker, keep)
         }
         Err(error) => {
             fail(worker, client, head, flow, &error, 0).await;
             After::Close
         }
+    }
+}
+
+/// After a complete answer: another request, unless the answer or a shutdown closes.
+fn next_after_answer(worker: &Worker, keep: bool) -> After {
+    if keep && !worker.shutting_down.get() {
+        After::Continue
+    } else {
+        After::Close
     }
 }
 

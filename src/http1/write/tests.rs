@@ -246,6 +246,7 @@ fn interim() {
     assert_eq!(text(&out), "HTTP/1.1 100 Continue\r\n\r\n");
 }
 
+/// lynxio's plain-text answers (errors): the reason is sanitised, the body framed exactly.
 #[test]
 fn simple_responses() {
     let table: &[(u16, &str, &str, bool, &str)] = &[
@@ -276,7 +277,19 @@ fn simple_responses() {
     ];
     for (status, reason, body, close, expected) in table {
         let mut out = Vec::new();
-        write_simple_response(&mut out, *status, reason, body, *close);
+        let text_body = format!("{body}\n");
+        write_local_response(
+            &mut out,
+            &LocalResponse {
+                status: *status,
+                reason,
+                content_type: b"text/plain; charset=utf-8",
+                extra: &[],
+                body: text_body.as_bytes(),
+                close: *close,
+                head_only: false,
+            },
+        );
         assert_eq!(text(&out), *expected);
         let parsed = res(&out);
         assert_eq!(parsed.status, *status);
