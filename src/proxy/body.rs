@@ -4,21 +4,43 @@
 //! forwarded verbatim (or de-chunked for an HTTP/1.0 client), or everything until the source
 //! closes. Each read waits at most `idle` for bytes, and each write at most `idle` for the
 //! receiver to take them. Errors say which side failed, because the
-//! caller answers differently for a dead client and a dead origin.
+//! caller answers differently for a dead client and a dead origin. A `Content-Length` or
+//! close-delimited body of at least [`SPLICE_BODY_MIN`] bytes still to move between two plain
+//! TCP sockets, whose bytes nobody needs to see (not captured, or its kept prefix already
+//! full), moves in the kernel ([`tunnel::transfer`]: splice through the worker's pipe pool)
+//! with the same timeouts and errors; chunked bodies are always validated in user space.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
+use std::os::fd::RawFd;
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent};
 
 use crate::http1::{BodyKind, ChunkedDecoder, ParseError};
 use crate::net::ReadBuf;
+use crate::tunnel::{self, Span, TransferError, TunnelPools};
 
 use super::ctx::flow::Tally;
 
 /// Buffer size used while streaming a large body (fewer, larger reads and writes).
 pub const BODY_BUF_SIZE: usize = 64 * 1024;
+
+/// Smallest body remainder (bytes not yet read when the relay starts its kernel path) moved by
+/// splice rather than copied. Setting a splice up costs about ten syscalls (two `dup`s, their
+/// registration and close, flag checks) on top of the socket → pipe → socket pairs, which a copy
+/// of a few 16 KiB reads does not pay; from a few hundred KiB on, the copies it saves dominate
+/// (measured in BENCHMARKS.md, "Bodies by splice").
+pub const SPLICE_BODY_MIN: u64 = 256 * 1024;
+
+/// Two plain TCP sockets a body may be spliced between, and the worker's pipes to do it with.
+#[derive(Clone, Copy)]
+pub struct SpliceLink<'a> {
+    pub src: RawFd,
+    pub dst: RawFd,
+    pub pools: &'a TunnelPools,
+}
 
 /// How chunked framing is passed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,7 +145,9 @@ where
 
 /// Move a body of framing `kind` from `src` (with the bytes already in `buf`) to `dst`,
 /// counting the wire bytes written (and keeping the content's first bytes) in `tally`.
+/// `link`: the sockets under `src` and `dst` when both are plain TCP and splice is on.
 /// On success the body has been written completely and `buf` holds only what follows it.
+#[allow(clippy::too_many_arguments)]
 pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     buf: &mut ReadBuf,
@@ -132,10 +156,11 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     mode: ChunkMode,
     idle: Duration,
     tally: &mut Tally,
+    link: Option<SpliceLink<'_>>,
 ) -> Result<(), RelayError> {
     match kind {
         BodyKind::Empty => Ok(()),
-        BodyKind::Length(len) => relay_length(src, buf, dst, len, idle, tally).await,
+        BodyKind::Length(len) => relay_length(src, buf, dst, len, idle, tally, link).await,
         BodyKind::Chunked => {
             buf.reserve_total(BODY_BUF_SIZE);
             match mode {
@@ -144,8 +169,21 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             }
         }
         BodyKind::UntilClose => {
-            buf.reserve_total(BODY_BUF_SIZE);
+            let mut link = link;
+            if link.is_none() || tally.needs_bytes() {
+                buf.reserve_total(BODY_BUF_SIZE);
+            }
             loop {
+                if buf.is_empty()
+                    && !tally.needs_bytes()
+                    && let Some(l) = link
+                {
+                    match splice_rest(l, Span::UntilEof, idle, tally).await {
+                        Ok(()) => return Ok(()),
+                        Err(None) => link = None,
+                        Err(Some(e)) => return Err(e),
+                    }
+                }
                 if buf.is_empty() && read_more(src, buf, usize::MAX, idle).await? == 0 {
                     return Ok(());
                 }
@@ -157,6 +195,31 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
+/// Move the rest of a body (nothing of it buffered) from `link.src` to `link.dst` in the kernel,
+/// counting it. `Err(None)`: the transfer could not start and nothing moved (copy instead).
+async fn splice_rest(
+    link: SpliceLink<'_>,
+    span: Span,
+    idle: Duration,
+    tally: &mut Tally,
+) -> Result<(), Option<RelayError>> {
+    let moved = Cell::new(0);
+    let res = tunnel::transfer(link.src, link.dst, span, idle, true, link.pools, &moved).await;
+    tally.count_unseen(moved.get());
+    res.map_err(|e| match e {
+        TransferError::Setup(e) => {
+            tracing::debug!(error = %e, "cannot splice this body; copying it");
+            None
+        }
+        TransferError::Source(e) => Some(match e.kind() {
+            io::ErrorKind::TimedOut => RelayError::Timeout,
+            io::ErrorKind::UnexpectedEof => RelayError::Eof,
+            _ => RelayError::Read(e),
+        }),
+        TransferError::Destination(e) => Some(RelayError::Write(e)),
+    })
+}
+
 async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
     src: &mut R,
     buf: &mut ReadBuf,
@@ -164,12 +227,26 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
     len: u64,
     idle: Duration,
     tally: &mut Tally,
+    link: Option<SpliceLink<'_>>,
 ) -> Result<(), RelayError> {
     let mut remaining = len;
-    if remaining > buf.capacity() as u64 {
+    // Splice only what is worth it: the part not yet buffered must reach the threshold.
+    let mut link = link.filter(|_| len.saturating_sub(buf.len() as u64) >= SPLICE_BODY_MIN);
+    if remaining > buf.capacity() as u64 && (link.is_none() || tally.needs_bytes()) {
         buf.reserve_total(BODY_BUF_SIZE);
     }
     while remaining > 0 {
+        if buf.is_empty()
+            && remaining >= SPLICE_BODY_MIN
+            && !tally.needs_bytes()
+            && let Some(l) = link
+        {
+            match splice_rest(l, Span::Exactly(remaining), idle, tally).await {
+                Ok(()) => return Ok(()),
+                Err(None) => link = None,
+                Err(Some(e)) => return Err(e),
+            }
+        }
         let want = usize::try_from(remaining).unwrap_or(usize::MAX);
         need_bytes(src, buf, want, idle).await?;
         let n = buf.len().min(want);

@@ -12,7 +12,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
 use monoio::net::TcpStream;
 use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 use tracing::Instrument;
@@ -76,8 +76,7 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
     let _open = OpenConnection(&worker);
     // Best effort: a failure only costs latency.
     let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
-    let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE), peer);
+    let mut client = Client::tcp(stream, ReadBuf::with_capacity(CLIENT_BUF_SIZE), peer);
     // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
     // would otherwise carry that space in its task for as long as it lives.
     let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
@@ -96,7 +95,7 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
                         .instrument(span)
                         .await
                 }
-                // Cannot happen: both halves come from the same `into_split` above.
+                // Cannot happen: both halves come from the same split in `Client::tcp`.
                 Err(_) => {
                     tracing::error!(id = %flow.id, "cannot reunite client halves; closing tunnel")
                 }
@@ -192,8 +191,7 @@ async fn serve_tunnel_http(
         .pool
         .borrow_mut()
         .put(&key, Upstream::new(origin), Instant::now());
-    let (r, w) = stream.into_split();
-    let mut client = Client::new(r, w, buf, flow.peer);
+    let mut client = Client::tcp(stream, buf, flow.peer);
     let served = serve_http(worker, &mut client, ConnCtx::Tunnel { origin: target }).await;
     let mut moved = client.moved;
     if let Served::Upgraded(u) = served {

@@ -27,7 +27,7 @@ use crate::net::buf::write_vec;
 use crate::observe::event::FlowId;
 use crate::rules::Rewrite;
 
-use super::body::{self, ChunkMode, RelayError, write_within};
+use super::body::{self, ChunkMode, RelayError, SpliceLink, write_within};
 use super::ctx::flow::{ResponseSide, Tally};
 use super::ctx::{Client, ConnCtx, Flow, Route, Upstream, Worker, WsHandshake};
 use super::{act, report, upstream};
@@ -118,6 +118,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             }
             Ok(()) => {
                 flow.request_complete.set(true);
+                let link = splice_link(worker, up.plain_socket(), client.socket);
                 let Upstream { r, buf, .. } = &mut up;
                 let mut resp = Receiving::of(flow, response_edits);
                 receive(
@@ -128,6 +129,7 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
                     buf,
                     head,
                     &mut resp,
+                    link,
                 )
                 .await
             }
@@ -161,6 +163,22 @@ pub async fn handle<R: AsyncReadRent, W: AsyncWriteRent>(
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sockets a body may be spliced between (`src` → `dst`): both plain TCP, and splice on.
+fn splice_link(
+    worker: &Worker,
+    src: Option<std::os::fd::RawFd>,
+    dst: Option<std::os::fd::RawFd>,
+) -> Option<SpliceLink<'_>> {
+    if !worker.cfg.splice {
+        return None;
+    }
+    Some(SpliceLink {
+        src: src?,
+        dst: dst?,
+        pools: &worker.tunnel_pools,
+    })
 }
 
 fn head_capacity(head: &RequestHead) -> usize {
@@ -236,6 +254,8 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
     edits: &[&Rewrite],
 ) -> Result<End, ProxyError> {
     let idle = worker.cfg.timeouts.client_idle;
+    let up_link = splice_link(worker, client.socket, up.plain_socket());
+    let down_link = splice_link(worker, up.plain_socket(), client.socket);
     let Client { r, w, buf, out, .. } = client;
     let Upstream {
         r: up_r,
@@ -264,6 +284,7 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
             ChunkMode::Verbatim,
             idle,
             request_body,
+            up_link,
         )
         .await;
         match &res {
@@ -286,7 +307,16 @@ async fn exchange_with_body<R: AsyncReadRent, W: AsyncWriteRent>(
         request_complete,
         edits,
     };
-    let recv = pin!(receive(worker, w, out, up_r, up_buf, head, &mut recv_state));
+    let recv = pin!(receive(
+        worker,
+        w,
+        out,
+        up_r,
+        up_buf,
+        head,
+        &mut recv_state,
+        down_link,
+    ));
     let mut send = Some(send);
     let mut recv = recv;
     let mut cut_short = None;
@@ -341,7 +371,9 @@ fn body_error(e: RelayError) -> ProxyError {
     }
 }
 
-/// Step 4: read the response head(s), relay interim responses, then the final response.
+/// Step 4: read the response head(s), relay interim responses, then the final response
+/// (its body spliced over `link` when it qualifies).
+#[allow(clippy::too_many_arguments)]
 async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     worker: &Worker,
     cw: &mut W,
@@ -350,6 +382,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
     up_buf: &mut ReadBuf,
     req: &RequestHead,
     flow: &mut Receiving<'_>,
+    link: Option<SpliceLink<'_>>,
 ) -> Result<End, ProxyError> {
     let t = &worker.cfg.timeouts;
     let mut interim = 0usize;
@@ -446,6 +479,7 @@ async fn receive<W: AsyncWriteRent, UR: AsyncReadRent>(
         mode,
         t.response,
         &mut flow.response.body,
+        link,
     )
     .await
     .map_err(body_error)?;

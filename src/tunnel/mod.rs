@@ -19,6 +19,7 @@ mod halves;
 mod pool;
 mod pump;
 mod sys;
+mod transfer;
 
 #[cfg(test)]
 mod tests;
@@ -36,7 +37,8 @@ use monoio::net::TcpStream;
 pub use halves::{HALVES_BUF_SIZE, Half, Tap, relay_halves};
 pub use pool::{COPY_BUF_SIZE, MAX_IDLE_BUFFERS, MAX_IDLE_PIPES, TunnelPools};
 
-use pump::{Pump, Side, SideError};
+use pump::{Extent, Pump, Side, SideError};
+pub use transfer::{Span, TransferError, transfer};
 
 /// Default idle timeout of a tunnel (no byte in either direction).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -130,6 +132,8 @@ pub async fn relay(
                 bytes: &up,
                 last_activity: &last_activity,
                 splice: cfg.splice,
+                extent: Extent::Stream,
+                idle: None,
             }
             .run(client_prefix)
         );
@@ -143,6 +147,8 @@ pub async fn relay(
                 bytes: &down,
                 last_activity: &last_activity,
                 splice: cfg.splice,
+                extent: Extent::Stream,
+                idle: None,
             }
             .run(Vec::new())
         );

@@ -1,5 +1,6 @@
-//! One direction of a tunnel: bytes from `src` to `dst` until `src` ends, then FIN to `dst`.
-//! Every burst starts by waiting for `src` to be readable while holding nothing; only then is a
+//! One direction of a tunnel: bytes from `src` to `dst` until `src` ends, then FIN to `dst` —
+//! or, for a message body, exactly a given number of bytes (or until `src` ends) and no FIN,
+//! with every wait bounded by an idle timeout. Every burst starts by waiting for `src` to be readable while holding nothing; only then is a
 //! pipe (splice) or buffer (copy) leased, filled with non-blocking syscalls until the socket is
 //! empty, the pipe full or the stream ended, emptied into `dst` (waiting for `dst` to be
 //! writable whenever it pushes back), and given back empty. All waits are monoio readiness
@@ -10,10 +11,11 @@
 //! bytes yields to the worker's other tasks every [`BURST_BUDGET`] bytes.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
@@ -38,11 +40,23 @@ pub(super) struct SideError {
     pub error: io::Error,
 }
 
+/// How much one direction moves, and what it does at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Extent {
+    /// Until `src` ends, then FIN to `dst` (a tunnel direction).
+    Stream,
+    /// Exactly this many bytes; `src` ending sooner is an `UnexpectedEof` error on its side.
+    Exactly(u64),
+    /// Until `src` ends; `dst` is left open (a close-delimited body).
+    UntilEof,
+}
+
 /// What one burst ended with.
 enum Burst {
     /// `src` has nothing more for now; wait for it again.
     Drained,
-    /// `src` reached end of stream; everything read has been delivered.
+    /// `src` reached end of stream, or the extent is complete; everything read has been
+    /// delivered.
     Eof,
     /// [`BURST_BUDGET`] bytes moved and `src` may have more: yield, then go on.
     Budget,
@@ -63,18 +77,22 @@ pub(super) struct Pump<'a> {
     pub last_activity: &'a Cell<Instant>,
     /// Zero-copy through a pipe; false: copy through a pooled buffer.
     pub splice: bool,
+    /// How much to move.
+    pub extent: Extent,
+    /// Longest wait for `src` to have bytes or `dst` to take them (`TimedOut` on the side that
+    /// stalled); `None`: wait as long as it takes (the tunnel has its own idle watch).
+    pub idle: Option<Duration>,
 }
 
 impl Pump<'_> {
-    /// Deliver `prefix`, then relay until `src` ends (and send FIN to `dst`) or an error.
+    /// Deliver `prefix`, then relay the extent (a stream: until `src` ends, then FIN to
+    /// `dst`) or until an error.
     pub async fn run(mut self, prefix: Vec<u8>) -> Result<(), SideError> {
         self.send_all(self.dst.as_raw_fd(), &prefix).await?;
         drop(prefix);
-        loop {
-            self.src
-                .readable(false)
-                .await
-                .map_err(|e| self.err(self.src_side, e))?;
+        while self.wanted() > 0 {
+            let readable = self.src.readable(false);
+            self.wait(self.src_side, readable).await?;
             let burst = if self.splice {
                 self.splice_burst().await?
             } else {
@@ -90,11 +108,45 @@ impl Pump<'_> {
                 }
             }
         }
-        // The other side may already be gone; its own direction reports that.
-        if let Err(e) = sys::shutdown_write(self.dst.as_raw_fd()) {
-            tracing::debug!(error = %e, "shutdown(SHUT_WR) after end of stream failed");
+        match self.extent {
+            Extent::Stream => {
+                // The other side may already be gone; its own direction reports that.
+                if let Err(e) = sys::shutdown_write(self.dst.as_raw_fd()) {
+                    tracing::debug!(error = %e, "shutdown(SHUT_WR) after end of stream failed");
+                }
+            }
+            Extent::Exactly(len) if self.bytes.get() < len => {
+                let eof = io::Error::new(io::ErrorKind::UnexpectedEof, "closed mid-body");
+                return Err(self.err(self.src_side, eof));
+            }
+            Extent::Exactly(_) | Extent::UntilEof => {}
         }
         Ok(())
+    }
+
+    /// Bytes still to read from `src` (`usize::MAX`: no limit but the end of the stream).
+    fn wanted(&self) -> usize {
+        match self.extent {
+            Extent::Exactly(len) => {
+                usize::try_from(len.saturating_sub(self.bytes.get())).unwrap_or(usize::MAX)
+            }
+            Extent::Stream | Extent::UntilEof => usize::MAX,
+        }
+    }
+
+    /// Wait for a readiness future of `side`'s socket, at most `self.idle`.
+    async fn wait<F>(&self, side: Side, ready: F) -> Result<(), SideError>
+    where
+        F: Future<Output = io::Result<()>>,
+    {
+        let res = match self.idle {
+            None => ready.await,
+            Some(limit) => match monoio::time::timeout(limit, ready).await {
+                Ok(res) => res,
+                Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no progress")),
+            },
+        };
+        res.map_err(|e| self.err(side, e))
     }
 
     fn err(&self, side: Side, error: io::Error) -> SideError {
@@ -122,8 +174,11 @@ impl Pump<'_> {
         loop {
             let mut eof = false;
             let mut src_empty = false;
-            while pipe.len < capacity {
-                let want = capacity - pipe.len;
+            // Bytes still to read once the pipe's current contents are delivered.
+            let left = self.wanted().saturating_sub(pipe.len);
+            let room = capacity.min(pipe.len + left);
+            while pipe.len < room {
+                let want = room - pipe.len;
                 match sys::splice(src, pipe_in, want) {
                     Ok(0) => {
                         eof = true;
@@ -171,7 +226,7 @@ impl Pump<'_> {
                     Err(e) => return Err(self.err(self.dst_side, e)),
                 }
             }
-            if eof {
+            if eof || self.wanted() == 0 {
                 return Ok(Burst::Eof);
             }
             if src_empty {
@@ -190,7 +245,10 @@ impl Pump<'_> {
         let src = self.src.as_raw_fd();
         let mut moved = 0;
         loop {
+            let want = self.wanted();
             let buf = lease.buf();
+            let len = buf.len().min(want);
+            let buf = &mut buf[..len];
             let n = match sys::recv(src, buf) {
                 Ok(0) => return Ok(Burst::Eof),
                 Ok(n) => n,
@@ -202,6 +260,9 @@ impl Pump<'_> {
             self.last_activity.set(Instant::now());
             self.send_all(self.dst.as_raw_fd(), &lease.buf()[..n])
                 .await?;
+            if self.wanted() == 0 {
+                return Ok(Burst::Eof);
+            }
             if !full {
                 // A short read almost always means the socket is empty: wait for it again.
                 return Ok(Burst::Drained);
@@ -232,10 +293,7 @@ impl Pump<'_> {
     }
 
     async fn dst_writable(&self) -> Result<(), SideError> {
-        self.dst
-            .writable(false)
-            .await
-            .map_err(|e| self.err(self.dst_side, e))
+        self.wait(self.dst_side, self.dst.writable(false)).await
     }
 }
 

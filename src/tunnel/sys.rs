@@ -1,8 +1,9 @@
 //! The raw syscalls the tunnel makes, and the only `unsafe` in `tunnel`: a [`Pipe`] (two
 //! `O_NONBLOCK | O_CLOEXEC` fds from `pipe2`, sized with `F_SETPIPE_SZ`, closed by `Drop`),
 //! non-blocking `splice(2)` (`SPLICE_F_NONBLOCK | SPLICE_F_MOVE`), non-blocking `recv`/`send`
-//! (`MSG_DONTWAIT`, `MSG_NOSIGNAL`), `shutdown(SHUT_WR)`, setting `O_NONBLOCK` on a socket, and
-//! borrowing a stream's fd for `socket2`'s socket options.
+//! (`MSG_DONTWAIT`, `MSG_NOSIGNAL`), `shutdown(SHUT_WR)`, setting `O_NONBLOCK` on a socket,
+//! duplicating a socket's fd for readiness waits, and borrowing a stream's fd for `socket2`'s
+//! socket options.
 //! Every call is a plain syscall on a file descriptor the caller keeps open for the duration of
 //! the call; none of them blocks the worker thread (the pipe is non-blocking by construction,
 //! and the relay sets `O_NONBLOCK` on its sockets because `SPLICE_F_NONBLOCK` alone does not
@@ -147,6 +148,21 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
     // SAFETY: plain syscall on an open socket held by the caller; no memory is passed.
     let ret = unsafe { libc::shutdown(fd, libc::SHUT_WR) };
     check(ret as isize).map(|_| ())
+}
+
+/// A runtime handle on the socket `fd` for readiness waits, without taking `fd` over: a
+/// close-on-exec duplicate (the same socket; closed when the handle drops) registered with the
+/// worker's runtime on its own. The socket is made `O_NONBLOCK` (a flag of the socket, so `fd`
+/// has it too), which the raw syscalls on it need.
+pub fn watch(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
+    // SAFETY: F_DUPFD_CLOEXEC on an open fd held by the caller; no memory is passed.
+    let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    check(dup as isize)?;
+    // SAFETY: `dup` is a fresh fd that nothing else owns; the std stream takes it over and
+    // closes it on every path from here (also when registering it below fails).
+    let std = unsafe { <std::net::TcpStream as std::os::fd::FromRawFd>::from_raw_fd(dup) };
+    set_nonblocking(dup)?;
+    monoio::net::TcpStream::from_std(std)
 }
 
 /// Set `O_NONBLOCK` on `fd` (keeping its other status flags).

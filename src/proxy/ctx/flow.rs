@@ -167,6 +167,26 @@ impl Tally {
         self.kept.is_some()
     }
 
+    /// Whether the body's bytes must pass through lynxio: it is captured and the kept prefix
+    /// is not full yet (the rest of a body may move without being seen).
+    #[inline]
+    pub fn needs_bytes(&self) -> bool {
+        self.kept
+            .as_ref()
+            .is_some_and(|body| body.bytes.len() < self.cap)
+    }
+
+    /// Count `n` wire bytes moved without being seen (spliced); a captured body beyond its kept
+    /// prefix is marked truncated.
+    pub fn count_unseen(&mut self, n: u64) {
+        self.bytes += n;
+        if n > 0
+            && let Some(body) = self.kept.as_mut()
+        {
+            body.truncated = true;
+        }
+    }
+
     /// Keep (a prefix of) `data`, body content in order, up to the cap.
     pub fn keep(&mut self, data: &[u8]) {
         let Some(body) = self.kept.as_mut() else {

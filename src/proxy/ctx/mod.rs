@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
+use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 
 use crate::config::Config;
 use crate::mitm::Interceptor;
@@ -183,6 +184,8 @@ pub struct Client<R, W> {
     pub peer: Peer,
     /// Body bytes of the exchanges served so far: (client → origin, origin → client).
     pub moved: (u64, u64),
+    /// The socket under `r` and `w` when they are plain TCP (bodies may be spliced).
+    pub socket: Option<RawFd>,
 }
 
 impl<R: AsyncReadRent, W: AsyncWriteRent> Client<R, W> {
@@ -194,6 +197,19 @@ impl<R: AsyncReadRent, W: AsyncWriteRent> Client<R, W> {
             out: Vec::with_capacity(1024),
             peer,
             moved: (0, 0),
+            socket: None,
+        }
+    }
+}
+
+impl Client<TcpOwnedReadHalf, TcpOwnedWriteHalf> {
+    /// A client connection on a plain TCP socket, split into its halves.
+    pub fn tcp(stream: TcpStream, buf: ReadBuf, peer: Peer) -> Self {
+        let socket = stream.as_raw_fd();
+        let (r, w) = stream.into_split();
+        Client {
+            socket: Some(socket),
+            ..Client::new(r, w, buf, peer)
         }
     }
 }
@@ -291,6 +307,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// The socket under the halves when they are plain TCP (bodies may be spliced), not TLS.
+    pub fn plain_socket(&self) -> Option<RawFd> {
+        (matches!(self.r, UpRead::Tcp(_)) && self.fd >= 0).then_some(self.fd)
+    }
+
     pub fn new(stream: TcpStream) -> Self {
         let fd = stream.as_raw_fd();
         let (r, w) = stream.into_split();
