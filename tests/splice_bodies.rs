@@ -134,7 +134,10 @@ fn origin_closes_mid_body(driver: &str) {
         s.write_all(get(&origin.url("/cut")).as_bytes())
             .expect("send");
         let (raw, took) = read_until_closed(&mut s, Duration::from_secs(10));
-        assert!(took < Duration::from_secs(8), "{mode:?}: no close ({took:?})");
+        assert!(
+            took < Duration::from_secs(8),
+            "{mode:?}: no close ({took:?})"
+        );
         assert_eq!(status_of(&raw), 200, "{mode:?}");
         assert!(body_of(&raw) == *sent, "{mode:?}: body bytes differ");
     }
@@ -179,7 +182,10 @@ fn client_stalls_mid_upload(driver: &str) {
         s.write_all(&pseudo_random_bytes(BIG / 2, 8))
             .expect("half the body");
         let (raw, took) = read_until_closed(&mut s, Duration::from_secs(5));
-        assert!(took < Duration::from_secs(4), "{mode:?}: no answer ({took:?})");
+        assert!(
+            took < Duration::from_secs(4),
+            "{mode:?}: no answer ({took:?})"
+        );
         answers.push(status_of(&raw));
     }
     assert_eq!(answers[0], answers[1], "splice and copy answer differently");

@@ -54,6 +54,8 @@ pub const DEFAULT_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
 pub use crate::tunnel::DEFAULT_IDLE_TIMEOUT as DEFAULT_TUNNEL_IDLE_TIMEOUT;
 /// Kernel pipe size for spliced tunnels (`F_SETPIPE_SZ`), per direction while bytes flow.
 pub use crate::tunnel::DEFAULT_PIPE_SIZE;
+/// Smallest body remainder moved by splice rather than copied (see `proxy::body`).
+pub use crate::tunnel::SPLICE_BODY_MIN as DEFAULT_SPLICE_BODY_MIN;
 /// io_uring submission queue entries per worker.
 pub const DEFAULT_RING_ENTRIES: u32 = 1024;
 /// Threads (shared by all workers) that run blocking `getaddrinfo` calls.
@@ -96,8 +98,10 @@ pub struct Config {
     pub pool_max_per_host: usize,
     /// Pipe size for spliced tunnels.
     pub pipe_size: usize,
-    /// Use splice(2) for tunnels (else user-space copies).
+    /// Use splice(2) for tunnels and big bodies (else user-space copies).
     pub splice: bool,
+    /// Bodies with at least this many bytes still to come are spliced (when `splice`).
+    pub splice_body_min: u64,
     /// Directory of the root CA (`--ca-dir`, or the default); loaded when interception starts.
     pub ca_dir: PathBuf,
     /// The rules at start (SIGHUP puts new ones in force: see `proxy::live`).
@@ -323,6 +327,7 @@ impl Config {
             pool_max_per_host: s.pool_max_per_host.unwrap_or(DEFAULT_POOL_MAX_PER_HOST),
             pipe_size,
             splice: !s.no_splice,
+            splice_body_min: s.splice_body_min.unwrap_or(DEFAULT_SPLICE_BODY_MIN),
             ca_dir: s.ca_dir.unwrap_or_else(crate::mitm::ca::default_dir),
             rules,
             rules_source,

@@ -109,6 +109,10 @@ pub struct Settings {
     #[arg(long)]
     #[serde(default)]
     pub no_splice: bool,
+    /// Splice a Content-Length or close-delimited body between plain sockets once at least this
+    /// many of its bytes are still to come and nobody needs to see them (default 262144).
+    #[arg(long, value_name = "BYTES")]
+    pub splice_body_min: Option<u64>,
     /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).
     /// Default: $XDG_DATA_HOME/lynxio or ~/.local/share/lynxio.
     #[arg(long, value_name = "DIR")]
@@ -261,6 +265,7 @@ impl Settings {
             sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),
+            splice_body_min: self.splice_body_min.or(file.splice_body_min),
             no_splice: self.no_splice || file.no_splice,
             ca_dir: self.ca_dir.or(file.ca_dir),
             mitm: if self.mitm.is_empty() {

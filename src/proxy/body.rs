@@ -5,7 +5,8 @@
 //! closes. Each read waits at most `idle` for bytes, and each write at most `idle` for the
 //! receiver to take them. Errors say which side failed, because the
 //! caller answers differently for a dead client and a dead origin. A `Content-Length` or
-//! close-delimited body of at least [`SPLICE_BODY_MIN`] bytes still to move between two plain
+//! close-delimited body with at least [`tunnel::SPLICE_BODY_MIN`] bytes (configurable) still to
+//! come between two plain
 //! TCP sockets, whose bytes nobody needs to see (not captured, or its kept prefix already
 //! full), moves in the kernel ([`tunnel::transfer`]: splice through the worker's pipe pool)
 //! with the same timeouts and errors; chunked bodies are always validated in user space.
@@ -27,19 +28,15 @@ use super::ctx::flow::Tally;
 /// Buffer size used while streaming a large body (fewer, larger reads and writes).
 pub const BODY_BUF_SIZE: usize = 64 * 1024;
 
-/// Smallest body remainder (bytes not yet read when the relay starts its kernel path) moved by
-/// splice rather than copied. Setting a splice up costs about ten syscalls (two `dup`s, their
-/// registration and close, flag checks) on top of the socket → pipe → socket pairs, which a copy
-/// of a few 16 KiB reads does not pay; from a few hundred KiB on, the copies it saves dominate
-/// (measured in BENCHMARKS.md, "Bodies by splice").
-pub const SPLICE_BODY_MIN: u64 = 256 * 1024;
-
 /// Two plain TCP sockets a body may be spliced between, and the worker's pipes to do it with.
 #[derive(Clone, Copy)]
 pub struct SpliceLink<'a> {
     pub src: RawFd,
     pub dst: RawFd,
     pub pools: &'a TunnelPools,
+    /// Bytes still to come from which a body is spliced (`--splice-body-min`, default
+    /// [`tunnel::SPLICE_BODY_MIN`]).
+    pub min: u64,
 }
 
 /// How chunked framing is passed on.
@@ -173,6 +170,7 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             if link.is_none() || tally.needs_bytes() {
                 buf.reserve_total(BODY_BUF_SIZE);
             }
+            // A close-delimited body has no known size: it is spliced whatever its length.
             loop {
                 if buf.is_empty()
                     && !tally.needs_bytes()
@@ -231,15 +229,15 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
 ) -> Result<(), RelayError> {
     let mut remaining = len;
     // Splice only what is worth it: the part not yet buffered must reach the threshold.
-    let mut link = link.filter(|_| len.saturating_sub(buf.len() as u64) >= SPLICE_BODY_MIN);
+    let mut link = link.filter(|l| len.saturating_sub(buf.len() as u64) >= l.min);
     if remaining > buf.capacity() as u64 && (link.is_none() || tally.needs_bytes()) {
         buf.reserve_total(BODY_BUF_SIZE);
     }
     while remaining > 0 {
         if buf.is_empty()
-            && remaining >= SPLICE_BODY_MIN
             && !tally.needs_bytes()
             && let Some(l) = link
+            && remaining >= l.min
         {
             match splice_rest(l, Span::Exactly(remaining), idle, tally).await {
                 Ok(()) => return Ok(()),

@@ -178,6 +178,7 @@ fn splice_link(
         src: src?,
         dst: dst?,
         pools: &worker.tunnel_pools,
+        min: worker.cfg.splice_body_min,
     })
 }
 

@@ -38,7 +38,7 @@ pub use halves::{HALVES_BUF_SIZE, Half, Tap, relay_halves};
 pub use pool::{COPY_BUF_SIZE, MAX_IDLE_BUFFERS, MAX_IDLE_PIPES, TunnelPools};
 
 use pump::{Extent, Pump, Side, SideError};
-pub use transfer::{Span, TransferError, transfer};
+pub use transfer::{SPLICE_BODY_MIN, Span, TransferError, transfer};
 
 /// Default idle timeout of a tunnel (no byte in either direction).
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(300);

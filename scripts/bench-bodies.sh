@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Bulk bodies, measured the way issue 13's independent harness does: every proxy runs in its own
+# cgroup capped at CAP% of one core (so the load core is never the ceiling), pinned to core 0;
+# the nginx origin (plain and TLS), curl/wrk and the upload sink share core 1. Proxy CPU is
+# utime+stime from /proc; each figure is the median of REPS interleaved repetitions.
+#
+#  1 MiB GETs (wrk, 16 connections, DURATION): req/s at the cap and proxy CPU s/GB — lynxio
+#      (splice), lynxio --no-splice, Squid; and uncapped lynxio against direct to nginx;
+#  1 GiB GET on the plain proxy path, the same GET inside a CONNECT tunnel (HTTP in CONNECT),
+#      and HTTPS through CONNECT (opaque TLS, spliced): proxy CPU s/GB, lynxio vs Squid;
+#  1 GiB upload (PUT, Content-Length) through the proxy vs direct, uncapped: throughput ratio.
+#
+# Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
+#        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep over those KiB sizes)
+# Needs root for the cgroup (cgroup v1 `cpu` or v2 `cpu.max`); without it runs uncapped and
+# says so. Installs wrk, curl, nginx, squid and openssl from Debian when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+CAP=${CAP:-40}
+REPS=${REPS:-2}
+DURATION=${DURATION:-10s}
+SIZE_MB=${SIZE_MB:-1024}
+PROXY_CORE=${PROXY_CORE:-0}
+LOAD_CORE=${LOAD_CORE:-1}
+NGINX_PORT=${NGINX_PORT:-18680}
+TLS_PORT=${TLS_PORT:-18683}
+SINK_PORT=${SINK_PORT:-18684}
+SQUID_PORT=${SQUID_PORT:-18681}
+LYNXIO_PORT=${LYNXIO_PORT:-18682}
+TICKS=$(getconf CLK_TCK)
+
+install_missing wrk curl nginx squid openssl
+SQUID=$(command -v squid || echo /usr/sbin/squid)
+cargo build --release --quiet --bin lynxio
+LYNXIO=target/release/lynxio
+make_workdir lynxio-bodies
+
+# --- the cgroup every proxy runs in ---------------------------------------------------------
+CGROUP=""
+if [ -w /sys/fs/cgroup/cgroup.subtree_control ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+    CGROUP=/sys/fs/cgroup/lynxio-bench-$$
+    mkdir "$CGROUP"
+    echo "$((CAP * 1000)) 100000" >"$CGROUP/cpu.max"
+elif [ -w /sys/fs/cgroup/cpu ]; then
+    CGROUP=/sys/fs/cgroup/cpu/lynxio-bench-$$
+    mkdir "$CGROUP"
+    echo 100000 >"$CGROUP/cpu.cfs_period_us"
+    echo "$((CAP * 1000))" >"$CGROUP/cpu.cfs_quota_us"
+else
+    echo "warning: no writable cpu cgroup; proxies run UNCAPPED" >&2
+fi
+remove_cgroup() {
+    cleanup_workdir
+    [ -n "$CGROUP" ] && rmdir "$CGROUP" 2>/dev/null || true
+}
+trap remove_cgroup EXIT
+
+# run_proxy CAPPED(0|1) CMD...: start CMD pinned to the proxy core (in the capped cgroup when
+# CAPPED=1); sets PROXY_PID.
+run_proxy() {
+    local capped=$1
+    shift
+    if [ "$capped" = 1 ] && [ -n "$CGROUP" ]; then
+        # shellcheck disable=SC2016
+        taskset -c "$PROXY_CORE" sh -c 'echo $$ >"$0/cgroup.procs"; shift; exec "$@"' \
+            "$CGROUP" x "$@" >"$WORK/proxy.out" 2>>"$WORK/proxy.err" &
+    else
+        taskset -c "$PROXY_CORE" "$@" >"$WORK/proxy.out" 2>>"$WORK/proxy.err" &
+    fi
+    PROXY_PID=$!
+    PIDS+=("$PROXY_PID")
+}
+
+start_variant() {
+    local name=$1 capped=$2
+    case "$name" in
+    lynxio) run_proxy "$capped" "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
+        --cpus "$PROXY_CORE" --log warn ;;
+    lynxio-copy) run_proxy "$capped" "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
+        --cpus "$PROXY_CORE" --log warn --no-splice ;;
+    squid)
+        start_squid_conf
+        run_proxy "$capped" "$SQUID" -f "$WORK/squid.conf" -N
+        ;;
+    esac
+    wait_port "$(port_of "$name")"
+}
+port_of() { if [ "$1" = squid ]; then echo "$SQUID_PORT"; else echo "$LYNXIO_PORT"; fi; }
+
+start_squid_conf() {
+    mkdir -p "$WORK/squid"
+    cat >"$WORK/squid.conf" <<CONF
+http_port 127.0.0.1:$SQUID_PORT
+http_access allow localhost
+http_access deny all
+cache deny all
+cache_mem 0 MB
+access_log none
+cache_store_log none
+cache_log $WORK/squid/cache.log
+pid_filename $WORK/squid.pid
+coredump_dir $WORK/squid
+workers 1
+max_filedescriptors 20000
+shutdown_lifetime 0 seconds
+CONF
+}
+
+# --- origins --------------------------------------------------------------------------------
+mkdir -p "$WORK/www"
+head -c 1048576 /dev/urandom >"$WORK/www/1m"
+head -c "$((SIZE_MB * 1048576))" /dev/zero >"$WORK/www/big"
+for kib in ${SPLICE_MIN_SIZES:-}; do head -c "$((kib * 1024))" /dev/urandom >"$WORK/www/${kib}k"; done
+chmod -R a+rX "$WORK/www"
+openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost -keyout "$WORK/key.pem" \
+    -out "$WORK/cert.pem" 2>/dev/null
+write_nginx_conf "
+    sendfile off;
+    keepalive_requests 1000000;
+    types { }
+    default_type application/octet-stream;
+    server { listen 127.0.0.1:$NGINX_PORT reuseport; root $WORK/www; }
+    server {
+        listen 127.0.0.1:$TLS_PORT ssl;
+        ssl_certificate $WORK/cert.pem;
+        ssl_certificate_key $WORK/key.pem;
+        root $WORK/www;
+    }"
+taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
+wait_port "$NGINX_PORT"
+cat >"$WORK/abs.lua" <<EOF
+wrk.path = os.getenv("ABS_URL")
+wrk.headers["Host"] = "127.0.0.1:$NGINX_PORT"
+EOF
+# The upload sink: reads each request's Content-Length body in 1 MiB recv_into calls, answers.
+cat >"$WORK/sink.py" <<'PY'
+import socket, sys
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind(("127.0.0.1", int(sys.argv[1])))
+srv.listen(64)
+buf = memoryview(bytearray(1 << 20))
+while True:
+    c, _ = srv.accept()
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = c.recv(4096)
+        if not d:
+            break
+        head += d
+    h, _, rest = head.partition(b"\r\n\r\n")
+    length = 0
+    for line in h.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    left = length - len(rest)
+    while left > 0:
+        n = c.recv_into(buf, min(left, len(buf)))
+        if n == 0:
+            break
+        left -= n
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+    c.close()
+PY
+taskset -c "$LOAD_CORE" python3 "$WORK/sink.py" "$SINK_PORT" &
+PIDS+=($!)
+wait_port "$SINK_PORT"
+
+# --- measurements ---------------------------------------------------------------------------
+# wrk_1m VARIANT CAPPED -> "req/s s_per_GB"
+wrk_1m() {
+    local name=$1 capped=$2 port out before after
+    port=$(port_of "$name")
+    start_variant "$name" "$capped"
+    before=$(cpu_ticks "$PROXY_PID")
+    out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/${PATH_1M:-1m}" taskset -c "$LOAD_CORE" \
+        wrk -t1 -c16 -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$port/")
+    after=$(cpu_ticks "$PROXY_PID")
+    stop_pid "$PROXY_PID"
+    echo "$out" >>"$WORK/wrk.log"
+    python3 - "$out" "$before" "$after" "$TICKS" <<'PY'
+import re, sys
+out, b, a, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+m = re.search(r"([\d.]+)([KMG]?B) read", out)
+gb = float(m.group(1)) * {"B": 1e-9, "KB": 1024 / 1e9, "MB": 1024**2 / 1e9, "GB": 1024**3 / 1e9}[m.group(2)]
+if "Non-2xx" in out or "Socket errors" in out:
+    print("warning: errors in a wrk run", file=sys.stderr)
+print(f"{rps:.1f} {(a - b) / ticks / max(gb, 1e-9):.3f}")
+PY
+}
+
+# direct_1m -> "req/s" straight to nginx (the line a perfect proxy reaches).
+direct_1m() {
+    taskset -c "$LOAD_CORE" wrk -t1 -c16 -d"$DURATION" "http://127.0.0.1:$NGINX_PORT/1m" |
+        awk '/Requests\/sec/ {print $2}'
+}
+
+# curl_big VARIANT MODE(plain|connect|https|upload) -> "MB/s s_per_GB"; VARIANT "direct" runs
+# without a proxy (CPU column 0).
+curl_big() {
+    local name=$1 mode=$2 port args=() before=0 after=0 out
+    if [ "$name" != direct ]; then
+        port=$(port_of "$name")
+        start_variant "$name" "${CAPPED:-1}"
+        args=(-x "http://127.0.0.1:$port")
+        before=$(cpu_ticks "$PROXY_PID")
+    fi
+    case "$mode" in
+    plain) args+=("http://127.0.0.1:$NGINX_PORT/big" -o /dev/null) ;;
+    connect) args+=(-p "http://127.0.0.1:$NGINX_PORT/big" -o /dev/null) ;;
+    https) args+=(-k "https://127.0.0.1:$TLS_PORT/big" -o /dev/null) ;;
+    upload) args+=(-H "Expect:" -T "$WORK/www/big" "http://127.0.0.1:$SINK_PORT/upload" -o /dev/null) ;;
+    esac
+    out=$(taskset -c "$LOAD_CORE" curl -sS --fail -w '%{size_download} %{size_upload} %{time_total}' "${args[@]}")
+    if [ "$name" != direct ]; then
+        after=$(cpu_ticks "$PROXY_PID")
+        stop_pid "$PROXY_PID"
+    fi
+    python3 - "$out" "$before" "$after" "$TICKS" <<'PY'
+import sys
+down, up, secs = (float(x) for x in sys.argv[1].split())
+b, a, ticks = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+moved = max(down, up)
+print(f"{moved / secs / 1e6:.0f} {(a - b) / ticks / (moved / 1e9):.3f}")
+PY
+}
+
+record() { echo "$2" >>"$WORK/$1.runs"; echo "  $1: $2" >&2; }
+
+for rep in $(seq 1 "$REPS"); do
+    echo "repetition $rep/$REPS" >&2
+    for v in lynxio lynxio-copy squid; do record "1m-$v" "$(wrk_1m "$v" 1)"; done
+    record "1m-direct" "$(direct_1m) 0"
+    record "1m-lynxio-uncapped" "$(wrk_1m lynxio 0)"
+    for v in lynxio lynxio-copy squid; do
+        for mode in plain connect https; do record "$mode-$v" "$(curl_big "$v" "$mode")"; done
+    done
+    record "upload-direct" "$(curl_big direct upload)"
+    record "upload-lynxio" "$(CAPPED=0 curl_big lynxio upload)"
+    record "upload-lynxio-copy" "$(CAPPED=0 curl_big lynxio-copy upload)"
+done
+
+median() { python3 -c "import statistics,sys; print(statistics.median(float(l.split()[$2]) for l in open(sys.argv[1])))" "$WORK/$1.runs"; }
+
+echo
+echo "Bodies, $(date -u +%F), $(nproc) cores, $(uname -r); proxies capped at ${CAP}% of core $PROXY_CORE" \
+    "$([ -z "$CGROUP" ] && echo '(NOT capped: no cgroup)'), load on core $LOAD_CORE, median of $REPS"
+echo
+echo "| 1 MiB GETs, wrk -c16 | req/s | vs Squid | proxy CPU s/GB | Squid's CPU/GB ÷ this |"
+echo "|---|---:|---:|---:|---:|"
+sq_rps=$(median 1m-squid 0)
+sq_cpu=$(median 1m-squid 1)
+for v in lynxio lynxio-copy squid; do
+    echo "| $v (capped) | $(median "1m-$v" 0) | $(ratio "$(median "1m-$v" 0)" "$sq_rps") | $(median "1m-$v" 1) | $(ratio "$sq_cpu" "$(median "1m-$v" 1)") |"
+done
+echo "| lynxio (uncapped) | $(median 1m-lynxio-uncapped 0) | vs direct $(ratio "$(median 1m-lynxio-uncapped 0)" "$(median 1m-direct 0)") | $(median 1m-lynxio-uncapped 1) | |"
+echo "| direct to nginx | $(median 1m-direct 0) | | | |"
+echo
+echo "| ${SIZE_MB} MiB transfer, curl | lynxio s/GB | lynxio-copy s/GB | Squid s/GB | Squid ÷ lynxio |"
+echo "|---|---:|---:|---:|---:|"
+for mode in plain connect https; do
+    echo "| $mode | $(median "$mode-lynxio" 1) | $(median "$mode-lynxio-copy" 1) | $(median "$mode-squid" 1) | $(ratio "$(median "$mode-squid" 1)" "$(median "$mode-lynxio" 1)") |"
+done
+echo
+echo "| ${SIZE_MB} MiB upload (uncapped) | MB/s | vs direct | proxy CPU s/GB |"
+echo "|---|---:|---:|---:|"
+for v in direct lynxio lynxio-copy; do
+    echo "| $v | $(median "upload-$v" 0) | $(ratio "$(median "upload-$v" 0)" "$(median upload-direct 0)") | $(median "upload-$v" 1) |"
+done
+
+if [ -n "${SPLICE_MIN_SIZES:-}" ]; then
+    echo
+    echo "| body size (capped) | splice req/s | copy req/s | splice ÷ copy | splice s/GB | copy s/GB |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for kib in $SPLICE_MIN_SIZES; do
+        s=$(PATH_1M="${kib}k" wrk_1m lynxio 1)
+        c=$(PATH_1M="${kib}k" wrk_1m lynxio-copy 1)
+        echo "| ${kib} KiB | ${s% *} | ${c% *} | $(ratio "${s% *}" "${c% *}") | ${s#* } | ${c#* } |"
+    done
+fi
