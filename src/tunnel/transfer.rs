@@ -7,7 +7,9 @@
 //! and keep being used by it after the transfer, so the waits run on private duplicates of
 //! their fds (`dup(2)`: the same socket, its own registration with the runtime), and the
 //! sockets are left `O_NONBLOCK` (see [`sys::set_nonblocking`]; monoio's io_uring recv/send
-//! ops arm a poll on `EAGAIN` whatever the flag, and its epoll driver sets it itself).
+//! ops arm a poll on `EAGAIN` whatever the flag, and its epoll driver sets it itself). As for
+//! tunnels, a same-host receiving socket is moved off BBR (`net::tcp`), which on loopback
+//! triples what one burst moves.
 
 use std::cell::Cell;
 use std::io;
@@ -66,6 +68,8 @@ pub async fn transfer(
 ) -> Result<(), TransferError> {
     let src = sys::watch(src).map_err(TransferError::Setup)?;
     let dst = sys::watch(dst).map_err(TransferError::Setup)?;
+    // The sending socket's window decides how big each burst is (see `net::tcp`).
+    crate::net::tcp::tune_best_effort(&dst, "body receiver");
     let last_activity = Cell::new(Instant::now());
     let pump = Pump {
         src: &src,
