@@ -63,7 +63,7 @@ fn big_upload_then_pipelined_request(driver: &str) {
     .into_bytes();
     wire.extend_from_slice(&body);
     wire.extend_from_slice(get(&origin.url("/next")).as_bytes());
-    let mut s = proxy.connect();
+    let s = proxy.connect();
     let mut writer = s.try_clone().expect("clone");
     let sender = std::thread::spawn(move || writer.write_all(&wire));
     let mut c = Reader::new(s.try_clone().expect("clone"));
