@@ -31,8 +31,9 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig(args)) => return check_config(args),
         Some(Command::Completions(args)) => {
             let mut cmd = lynxio::config::command();
-            clap_complete::generate(args.shell, &mut cmd, "lynxio", &mut std::io::stdout());
-            return ExitCode::SUCCESS;
+            let mut script = Vec::new();
+            clap_complete::generate(args.shell, &mut cmd, "lynxio", &mut script);
+            return write_stdout(&script, "the completion script");
         }
         Some(Command::Man) => return man_page(),
         None => cli.run,
@@ -231,10 +232,22 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
 /// `lynxio man`: the man page from the same definition as `--help`.
 fn man_page() -> ExitCode {
     let man = clap_mangen::Man::new(lynxio::config::command());
-    match man.render(&mut std::io::stdout()) {
+    let mut page = Vec::new();
+    if let Err(e) = man.render(&mut page) {
+        eprintln!("lynxio: rendering the man page: {e}");
+        return ExitCode::FAILURE;
+    }
+    write_stdout(&page, "the man page")
+}
+
+/// Write generated output to stdout; a closed pipe (`| head`) is an error, not a panic.
+fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lynxio: writing the man page: {e}");
+            eprintln!("lynxio: writing {what}: {e}");
             ExitCode::FAILURE
         }
     }
