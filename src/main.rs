@@ -139,7 +139,10 @@ fn trust_command(mode: lynxio::install::Mode, t: &TrustArgs, dir: std::path::Pat
     let cert_path = dir.join(ca::CA_CERT_FILE);
     let cert = match mode {
         Mode::Install if t.dry_run && !cert_path.exists() => {
-            println!("lynxio: no CA in {} yet: install would create it", dir.display());
+            println!(
+                "lynxio: no CA in {} yet: install would create it",
+                dir.display()
+            );
             CaCert {
                 pem: Some(String::new()),
                 path: cert_path,
@@ -211,11 +214,13 @@ fn check_config(args: CheckConfigArgs) -> ExitCode {
         .config
         .as_ref()
         .map_or_else(|| "flags".to_owned(), |p| p.display().to_string());
-    let checked = Config::from_settings(settings).map_err(|e| e.to_string()).and_then(|cfg| {
-        lynxio::mitm::upstream::client_config(&cfg.upstream_ca, cfg.insecure_upstream)
-            .map(|_| cfg)
-            .map_err(|e| e.to_string())
-    });
+    let checked = Config::from_settings(settings)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            lynxio::mitm::upstream::client_config(&cfg.upstream_ca, cfg.insecure_upstream)
+                .map(|_| cfg)
+                .map_err(|e| e.to_string())
+        });
     match checked {
         Ok(cfg) => {
             println!("# lynxio check-config: {source} is valid; effective settings:");

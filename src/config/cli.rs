@@ -215,12 +215,14 @@ fn flag_defaults() -> Vec<(&'static str, String)> {
             "dest_policy",
             "open when every listener is on loopback, else public".to_owned(),
         ),
-        ("connect_ports", "any under open, 443 under public".to_owned()),
+        (
+            "connect_ports",
+            "any under open, 443 under public".to_owned(),
+        ),
         ("max_connections", "from the open-files limit".to_owned()),
         ("pool_max_idle", DEFAULT_POOL_MAX_IDLE.to_string()),
     ]
 }
-
 
 /// Append each flag's default to its help, on `cmd` and on every subcommand that has the
 /// `run` flags.
@@ -241,9 +243,7 @@ fn with_defaults(mut cmd: clap::Command) -> clap::Command {
 pub fn command() -> clap::Command {
     let mut cmd = with_defaults(Cli::command());
     for name in ["run", "check-config"] {
-        cmd = cmd.mut_subcommand(name, |sub| {
-            with_defaults(sub).after_help(AFTER_HELP)
-        });
+        cmd = cmd.mut_subcommand(name, |sub| with_defaults(sub).after_help(AFTER_HELP));
     }
     cmd
 }
@@ -261,7 +261,7 @@ impl Cli {
 mod tests {
     use super::*;
 
-/// Value-taking flags that have no default: absent means "none".
+    /// Value-taking flags that have no default: absent means "none".
     const NO_DEFAULT: &[&str] = &[
         "config",
         "resolve",

@@ -71,16 +71,17 @@ impl Config {
         line("sniff_timeout", dur(t.sniff));
         line("tunnel_idle_timeout", dur(t.tunnel_idle));
         line("dns_ttl", dur(self.dns_ttl));
-        line("max_head_bytes", self.head_limits.max_head_bytes.to_string());
+        line(
+            "max_head_bytes",
+            self.head_limits.max_head_bytes.to_string(),
+        );
         line("max_headers", self.head_limits.max_headers.to_string());
         line("pool_max_per_host", self.pool_max_per_host.to_string());
         line("pool_max_idle", self.pool_max_idle.to_string());
         line(
             "max_connections",
-            self.max_connections.map_or_else(
-                || quoted("(from the open-files limit)"),
-                |n| n.to_string(),
-            ),
+            self.max_connections
+                .map_or_else(|| quoted("(from the open-files limit)"), |n| n.to_string()),
         );
         line("pipe_size", self.pipe_size.to_string());
         line("no_splice", (!self.splice).to_string());

@@ -11,9 +11,7 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{
-    CaCert, Mode, Options, Status, Step, find_program, is_root, run_command, sudo_hint,
-};
+use super::{CaCert, Mode, Options, Status, Step, find_program, is_root, run_command, sudo_hint};
 
 /// The name of the anchor file (extension per layout).
 const ANCHOR_STEM: &str = "lynxio-ca";
@@ -125,10 +123,7 @@ pub fn apply(ca: &CaCert, opts: &Options) -> Step {
     if root == Path::new("/") && !is_root() {
         return step(
             Status::Failed,
-            format!(
-                "needs root to {action}; run: {}",
-                sudo_hint(opts)
-            ),
+            format!("needs root to {action}; run: {}", sudo_hint(opts)),
         );
     }
     let written = match wanted {
@@ -152,7 +147,11 @@ pub fn apply(ca: &CaCert, opts: &Options) -> Step {
         Ok(mut cmd) => match run_command(&mut cmd) {
             Ok(()) => step(
                 Status::Changed,
-                format!("{past} {}; {} ran", anchor.display(), refresh_text.trim_start_matches("run ")),
+                format!(
+                    "{past} {}; {} ran",
+                    anchor.display(),
+                    refresh_text.trim_start_matches("run ")
+                ),
             ),
             Err(e) => step(
                 Status::Failed,
