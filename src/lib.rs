@@ -14,6 +14,7 @@ pub mod admin;
 pub mod config;
 pub mod error;
 pub mod http1;
+pub mod install;
 pub mod mitm;
 pub mod net;
 pub mod observe;

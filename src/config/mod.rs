@@ -21,13 +21,17 @@ mod cli;
 mod log_filter;
 mod rules_source;
 mod settings;
+mod summary;
 #[cfg(test)]
 mod tests;
 
-pub use cli::{CaArgs, CaCommand, CaDirArgs, Cli, Command, HarArgs, LogFormat};
+pub use cli::{
+    CaArgs, CaCommand, CaDirArgs, CheckConfigArgs, Cli, Command, CompletionsArgs, HarArgs,
+    LogFormat, TrustArgs, TrustStore, command,
+};
 pub use log_filter::{DEFAULT_LOG_FILTER, LOG_FILTER_EXAMPLE, choose_log_filter};
 pub use rules_source::RulesSource;
-pub use settings::Settings;
+pub use settings::{DURATION_FORMAT, LISTEN_FORMAT, Settings, parse_duration, parse_listen};
 
 /// Default listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";

@@ -18,10 +18,12 @@ use crate::rules::RuleSpec;
 #[derive(Debug, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
-    /// Address to listen on (repeatable). Default 127.0.0.1:8080.
-    #[arg(long = "listen", value_name = "ADDR")]
+    /// Address to accept proxy clients on: IP:PORT, [IPv6]:PORT or localhost:PORT; port 0
+    /// picks one (repeatable).
+    #[arg(long = "listen", value_name = "ADDR", value_parser = parse_listen)]
+    #[serde(deserialize_with = "de_listen")]
     pub listen: Vec<SocketAddr>,
-    /// Worker threads, one runtime each. Default: available cores.
+    /// Worker threads, one runtime each.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
     /// Pin each worker to a core (default when --cpus is given).
@@ -54,35 +56,35 @@ pub struct Settings {
     /// Static name resolution like curl: `HOST:PORT:ADDR[,ADDR...]` (repeatable).
     #[arg(long, value_name = "HOST:PORT:ADDR")]
     pub resolve: Vec<String>,
-    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `lynxio=debug`. Default: RUST_LOG or info.
+    /// Log filter (tracing EnvFilter syntax), e.g. `info`, `lynxio=debug`.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
     /// A request head must arrive completely within this time of its first byte.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub client_head_timeout: Option<Duration>,
     /// Upstream connect timeout.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub connect_timeout: Option<Duration>,
     /// Upstream response head timeout (also the longest stall inside a response: origin silent or client not reading).
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub response_timeout: Option<Duration>,
     /// Client keep-alive idle timeout (also the longest stall inside a request body, either side).
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub client_idle_timeout: Option<Duration>,
     /// How long idle upstream connections stay pooled.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub upstream_idle_timeout: Option<Duration>,
     /// Graceful shutdown: time allowed for in-flight requests after SIGINT/SIGTERM.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub drain_timeout: Option<Duration>,
     /// How long resolved addresses are cached.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub dns_ttl: Option<Duration>,
     /// Largest request/response head in bytes (431 / 502 beyond).
@@ -95,11 +97,11 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub pool_max_per_host: Option<usize>,
     /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub sniff_timeout: Option<Duration>,
     /// Close a CONNECT tunnel after this long without a byte in either direction.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub tunnel_idle_timeout: Option<Duration>,
     /// Kernel pipe size in bytes for zero-copy tunnels (rounded up to a page by the kernel).
@@ -114,7 +116,6 @@ pub struct Settings {
     #[arg(long, value_name = "BYTES")]
     pub splice_body_min: Option<u64>,
     /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).
-    /// Default: $XDG_DATA_HOME/lynxio or ~/.local/share/lynxio.
     #[arg(long, value_name = "DIR")]
     pub ca_dir: Option<PathBuf>,
     /// Intercept (MITM) CONNECT targets whose host matches this glob (repeatable; `*` = all).
@@ -142,11 +143,13 @@ pub struct Settings {
     #[arg(long, value_name = "BYTES")]
     pub capture_bodies: Option<usize>,
     /// Events each worker may queue for the capture/live writer before new ones are dropped
-    /// (and counted). Default 16384.
+    /// (and counted).
     #[arg(long, value_name = "N")]
     pub capture_queue: Option<usize>,
-    /// Serve /healthz, /metrics (Prometheus) and /events (live flow events, SSE) on ADDR.
-    #[arg(long, value_name = "ADDR")]
+    /// Serve /healthz, /metrics (Prometheus) and /events (live flow events, SSE) on ADDR
+    /// (IP:PORT, [IPv6]:PORT or localhost:PORT).
+    #[arg(long, value_name = "ADDR", value_parser = parse_listen)]
+    #[serde(deserialize_with = "de_admin")]
     pub admin: Option<SocketAddr>,
     /// Bearer token required by the admin listener (required on a non-loopback address).
     #[arg(long, value_name = "TOKEN")]
@@ -160,11 +163,10 @@ pub struct Settings {
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
     /// Where requests may go: `open` (anywhere) or `public` (no loopback, private, link-local,
-    /// multicast or unspecified addresses, CONNECT only to --connect-ports). Default: open when
-    /// every listener is on loopback, else public.
+    /// multicast or unspecified addresses, CONNECT only to --connect-ports).
     #[arg(long, value_enum, value_name = "open|public")]
     pub dest_policy: Option<DestKind>,
-    /// Ports CONNECT may reach (comma-separated). Default: any under open, 443 under public.
+    /// Ports CONNECT may reach (comma-separated).
     #[arg(long, value_name = "PORTS", value_delimiter = ',')]
     pub connect_ports: Option<Vec<u16>>,
     /// Address ranges (CIDR) allowed even under --dest-policy public (repeatable).
@@ -172,7 +174,7 @@ pub struct Settings {
     #[serde(default)]
     pub allow_dest: Vec<String>,
     /// Client connections each worker serves at once; above it the worker stops accepting until
-    /// one closes (the kernel backlog holds the rest). Default: from the open-files limit.
+    /// one closes (the kernel backlog holds the rest).
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
     /// Idle upstream connections each worker keeps in total, all origins together (the least
@@ -202,9 +204,54 @@ fn de_one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<PathBuf>
 
 fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
+    parse_duration(&s)
         .map(Some)
         .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e}")))
+}
+
+/// How a duration is written, for `--help` and error messages.
+pub const DURATION_FORMAT: &str = "a number and a unit, e.g. 250ms, 5s, 2m, 1h30m";
+/// How a listen address is written, for `--help` and error messages.
+pub const LISTEN_FORMAT: &str = "IP:PORT, [IPv6]:PORT or localhost:PORT (e.g. 127.0.0.1:8080, \
+                                 [::1]:8080, 0.0.0.0:8080)";
+
+/// A duration flag or key: `250ms`, `5s`, `2m`, `1h30m` (humantime); a bare number has no unit
+/// and is refused with the expected form.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| format!("{e}; expected {DURATION_FORMAT}"))
+}
+
+/// A listen address: `IP:PORT`, `[IPv6]:PORT`, or `localhost:PORT` (= 127.0.0.1:PORT; no DNS).
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = || format!("expected {LISTEN_FORMAT}");
+    if let Some((host, port)) = s.rsplit_once(':')
+        && host.eq_ignore_ascii_case("localhost")
+    {
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if s.parse::<std::net::IpAddr>().is_ok() || !s.contains(':') {
+        return Err(format!("the port is missing; {}", bad()));
+    }
+    Err(bad())
+}
+
+fn de_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SocketAddr>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter()
+        .map(|s| parse_listen(s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}"))))
+        .collect()
+}
+
+fn de_admin<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_listen(&s)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
 }
 
 impl Settings {

@@ -40,6 +40,12 @@ pub struct Cidr {
     prefix: u8,
 }
 
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.prefix)
+    }
+}
+
 impl Cidr {
     /// Parses `ADDR/PREFIX` or a bare address.
     pub fn parse(text: &str) -> Result<Cidr, String> {

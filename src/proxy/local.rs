@@ -1,7 +1,10 @@
 //! Requests lynxio answers itself instead of forwarding: `http://lynxio.ca/` (like mitm.it) —
-//! a short page on trusting lynxio's root CA on Linux, macOS, Windows and Firefox, and the CA
-//! certificate itself at `/cert`. Reached through the proxy like any site
-//! (`curl -x http://127.0.0.1:8080 http://lynxio.ca/cert`); only plain HTTP, only GET/HEAD.
+//! a short page on trusting lynxio's root CA on Linux, macOS, Windows and Firefox, the CA
+//! certificate itself at `/cert`, and a proxy auto-config file at `/proxy.pac` (and
+//! `/wpad.dat`) naming the listener the request came in on, loopback `DIRECT`. Reached through
+//! the proxy like any site (`curl -x http://127.0.0.1:8080 http://lynxio.ca/cert`); the PAC
+//! file also directly (`http://127.0.0.1:8080/proxy.pac`), as browsers fetch it. Only plain
+//! HTTP, only GET/HEAD.
 
 use monoio::io::AsyncWriteRent;
 
@@ -40,12 +43,33 @@ sudo update-ca-trust</code></li>\
 <li><b>Firefox</b>: Settings → Privacy &amp; Security → Certificates → View Certificates → \
 Authorities → Import, tick “Trust this CA to identify websites”</li>\
 <li><b>curl</b>: <code>curl --cacert lynxio-ca.pem …</code></li></ul>\
+<p>Or let lynxio do it: <code>lynxio ca install</code> trusts the CA in the system store and in \
+the NSS databases of Chromium and Firefox (<code>lynxio ca uninstall</code> undoes it).</p>\
 <p>Only trust a CA whose key you control: whoever holds it can impersonate any site to you.</p>";
 
 const PAGE_NO_CA: &str = "<p>lynxio could not load or create its CA (see its log: the CA \
 directory, <code>--ca-dir</code>, must be readable and writable by lynxio).</p>";
 
+const PAGE_PAC: &str = "<h2>Proxy settings</h2><p>Point a browser or the system at the \
+<a href=\"/proxy.pac\">proxy auto-config file</a> (also <code>/wpad.dat</code>): everything \
+goes through this listener, loopback goes direct. Browsers fetch it from the proxy itself: \
+use <code>http://ADDRESS:PORT/proxy.pac</code> with the address you gave this proxy.</p>";
+
 const PAGE_TAIL: &str = "</body></html>\n";
+
+/// The PAC file for a client that reached lynxio on `listener`: loopback and `localhost`
+/// direct, everything else through this proxy.
+pub fn pac_file(listener: std::net::SocketAddr) -> String {
+    format!(
+        "// lynxio proxy auto-config: everything through the proxy at {listener}, loopback direct.\n\
+         function FindProxyForURL(url, host) {{\n\
+         \x20 if (host === \"localhost\" || shExpMatch(host, \"*.localhost\") ||\n\
+         \x20     shExpMatch(host, \"127.*\") || host === \"::1\" || host === \"[::1]\")\n\
+         \x20   return \"DIRECT\";\n\
+         \x20 return \"PROXY {listener}\";\n\
+         }}\n"
+    )
+}
 
 /// Answer a request for `lynxio.ca`. Ok(true): the client connection may serve another.
 pub async fn answer<R, W: AsyncWriteRent>(
@@ -63,7 +87,9 @@ pub async fn answer<R, W: AsyncWriteRent>(
         || worker.shutting_down.get();
     let path = route.path.split(|&b| b == b'?').next().unwrap_or_default();
     // The page offers the CA whether or not anything is intercepted yet: users install it first.
+    // (The PAC file needs no CA: fetching it must not create one.)
     let ca = match worker.mitm.ca() {
+        _ if super::route::is_pac_path(path) => None,
         Ok(ca) => Some(ca),
         Err(e) => {
             tracing::warn!(error = %e, "cannot load or create the CA for {HOST}");
@@ -75,10 +101,19 @@ pub async fn answer<R, W: AsyncWriteRent>(
         match (&head.method, path, ca) {
             (Method::Get | Method::Head, b"/", _) => {
                 page = format!(
-                    "{PAGE_HEAD}{}{PAGE_TAIL}",
+                    "{PAGE_HEAD}{}{PAGE_PAC}{PAGE_TAIL}",
                     if ca.is_some() { PAGE_TRUST } else { PAGE_NO_CA }
                 );
                 (200, b"text/html; charset=utf-8", &[], page.as_bytes())
+            }
+            (Method::Get | Method::Head, b"/proxy.pac" | b"/wpad.dat", _) => {
+                page = pac_file(client.peer.listener);
+                (
+                    200,
+                    b"application/x-ns-proxy-autoconfig",
+                    &[(b"Cache-Control", b"no-store")],
+                    page.as_bytes(),
+                )
             }
             (Method::Get | Method::Head, b"/cert" | b"/lynxio-ca.pem", Some(ca)) => (
                 200,

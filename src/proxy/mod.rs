@@ -17,6 +17,7 @@ pub mod ctx;
 pub mod forward;
 pub mod live;
 pub mod local;
+pub mod notify;
 pub mod report;
 pub mod route;
 pub mod server;

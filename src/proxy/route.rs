@@ -74,8 +74,23 @@ pub fn route<'a>(head: &'a RequestHead, ctx: ConnCtx<'a>) -> Result<Route<'a>, P
             path: Cow::Borrowed(path),
             hop: Hop::AsReceived,
         }),
+        // A browser fetches its PAC file from the proxy directly, not through it:
+        // `http://127.0.0.1:8080/proxy.pac` is lynxio's own page, like `http://lynxio.ca/proxy.pac`.
+        (Target::Origin(path), None) if is_pac_path(path) => Ok(Route {
+            host: Cow::Borrowed(super::local::HOST),
+            port: 80,
+            authority: Cow::Borrowed(super::local::HOST.as_bytes()),
+            path: Cow::Borrowed(path),
+            hop: Hop::AsReceived,
+        }),
         _ => Err(ProxyError::NotProxyRequest),
     }
+}
+
+/// The paths a proxy auto-config file is served at (query ignored).
+pub fn is_pac_path(target: &[u8]) -> bool {
+    let path = target.split(|&b| b == b'?').next().unwrap_or_default();
+    matches!(path, b"/proxy.pac" | b"/wpad.dat")
 }
 
 /// The request's full URL: the target as sent, with `http://` or `https://` and the tunnel's

@@ -197,14 +197,20 @@ pub fn run(cfg: Config, log: LogOutput) -> Result<(), RunError> {
         stdout.flush()?;
     }
     tracing::info!(%addrs, workers = cfg.workers, driver, admin = admin_addr.map(tracing::field::display), "accepting connections");
+    super::notify::notify(&format!("READY=1\nSTATUS=listening on {addrs}"));
     warn_if_open(&cfg, &bound);
 
     // Serve until a signal.
     loop {
         match rx.recv() {
-            Ok(Event::Signal(SIGHUP)) => reload(&rules),
+            Ok(Event::Signal(SIGHUP)) => {
+                super::notify::notify(&super::notify::reloading_state());
+                reload(&rules);
+                super::notify::notify("READY=1");
+            }
             Ok(Event::Signal(sig)) => {
                 tracing::info!(signal = sig, drain = ?cfg.timeouts.drain, "shutting down");
+                super::notify::notify("STOPPING=1");
                 break;
             }
             Ok(Event::Failed { index, error }) => {

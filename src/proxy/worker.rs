@@ -144,7 +144,7 @@ async fn drain(worker: &Worker) {
 }
 
 async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpListener) {
-    // Reported with each flow; an unspecified bind address is reported as bound.
+    // Reported with each flow (for a wildcard bind, the address the client connected to).
     let local = listener
         .local_addr()
         .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -155,10 +155,14 @@ async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpList
                 let slot = ConnLimit::take(&limit);
                 let conn = worker.next_id();
                 let span = tracing::debug_span!("conn", w = worker.index, conn, peer = %client);
-                let peer = Peer {
-                    client,
-                    listener: local,
+                // Bound to a wildcard address: the address this client reached (the PAC
+                // file names it), at one getsockname per connection.
+                let listener = if local.ip().is_unspecified() {
+                    stream.local_addr().unwrap_or(local)
+                } else {
+                    local
                 };
+                let peer = Peer { client, listener };
                 let serve = client::serve_tcp(worker.clone(), stream, peer);
                 monoio::spawn(
                     async move {
