@@ -11,7 +11,8 @@
 #  1 GiB upload (PUT, Content-Length) through the proxy vs direct, uncapped: throughput ratio.
 #
 # Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
-#        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep over those KiB sizes)
+#        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep: bodies of those KiB sizes,
+#        every body spliced (--splice-body-min 1) vs copied; SKIP_MAIN=1 runs only the sweep)
 # Needs root for the cgroup (cgroup v1 `cpu` or v2 `cpu.max`); without it runs uncapped and
 # says so. Installs wrk, curl, nginx, squid and openssl from Debian when missing.
 set -euo pipefail
@@ -34,8 +35,11 @@ TICKS=$(getconf CLK_TCK)
 
 install_missing wrk curl nginx squid openssl
 SQUID=$(command -v squid || echo /usr/sbin/squid)
-cargo build --release --quiet --bin lynxio
-LYNXIO=target/release/lynxio
+# LYNXIO=path/to/lynxio measures that binary instead of building this tree's release one.
+if [ -z "${LYNXIO:-}" ]; then
+    cargo build --release --quiet --bin lynxio
+    LYNXIO=target/release/lynxio
+fi
 make_workdir lynxio-bodies
 
 # --- the cgroup every proxy runs in ---------------------------------------------------------
@@ -78,7 +82,7 @@ start_variant() {
     local name=$1 capped=$2
     case "$name" in
     lynxio) run_proxy "$capped" "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
-        --cpus "$PROXY_CORE" --log warn ;;
+        --cpus "$PROXY_CORE" --log warn ${LYNXIO_ARGS:-} ;;
     lynxio-copy) run_proxy "$capped" "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
         --cpus "$PROXY_CORE" --log warn --no-splice ;;
     squid)
@@ -233,6 +237,7 @@ PY
 record() { echo "$2" >>"$WORK/$1.runs"; echo "  $1: $2" >&2; }
 
 for rep in $(seq 1 "$REPS"); do
+    [ -n "${SKIP_MAIN:-}" ] && break
     echo "repetition $rep/$REPS" >&2
     for v in lynxio lynxio-copy squid; do record "1m-$v" "$(wrk_1m "$v" 1)"; done
     record "1m-direct" "$(direct_1m) 0"
@@ -247,6 +252,7 @@ done
 
 median() { python3 -c "import statistics,sys; print(statistics.median(float(l.split()[$2]) for l in open(sys.argv[1])))" "$WORK/$1.runs"; }
 
+if [ -z "${SKIP_MAIN:-}" ]; then
 echo
 echo "Bodies, $(date -u +%F), $(nproc) cores, $(uname -r); proxies capped at ${CAP}% of core $PROXY_CORE" \
     "$([ -z "$CGROUP" ] && echo '(NOT capped: no cgroup)'), load on core $LOAD_CORE, median of $REPS"
@@ -272,13 +278,14 @@ echo "|---|---:|---:|---:|"
 for v in direct lynxio lynxio-copy; do
     echo "| $v | $(median "upload-$v" 0) | $(ratio "$(median "upload-$v" 0)" "$(median upload-direct 0)") | $(median "upload-$v" 1) |"
 done
+fi
 
 if [ -n "${SPLICE_MIN_SIZES:-}" ]; then
     echo
     echo "| body size (capped) | splice req/s | copy req/s | splice ÷ copy | splice s/GB | copy s/GB |"
     echo "|---|---:|---:|---:|---:|---:|"
     for kib in $SPLICE_MIN_SIZES; do
-        s=$(PATH_1M="${kib}k" wrk_1m lynxio 1)
+        s=$(PATH_1M="${kib}k" LYNXIO_ARGS="--splice-body-min 1" wrk_1m lynxio 1)
         c=$(PATH_1M="${kib}k" wrk_1m lynxio-copy 1)
         echo "| ${kib} KiB | ${s% *} | ${c% *} | $(ratio "${s% *}" "${c% *}") | ${s#* } | ${c#* } |"
     done
