@@ -1,7 +1,9 @@
 //! One direction of a tunnel: bytes from `src` to `dst` until `src` ends, then FIN to `dst` —
 //! or, for a message body, exactly a given number of bytes (or until `src` ends) and no FIN,
-//! with every wait bounded by an idle timeout. Every burst starts by waiting for `src` to be readable while holding nothing; only then is a
-//! pipe (splice) or buffer (copy) leased, filled with non-blocking syscalls until the socket is
+//! with every wait bounded by an idle timeout. Every burst (but a body's first, whose bytes are
+//! usually queued already) starts by waiting for `src` to be readable while holding nothing;
+//! only then is a pipe (splice) or buffer (copy) leased, filled with non-blocking syscalls until
+//! the socket is
 //! empty, the pipe full or the stream ended, emptied into `dst` (waiting for `dst` to be
 //! writable whenever it pushes back), and given back empty. All waits are monoio readiness
 //! futures with `relaxed = false`: on io_uring that is a one-shot `POLL_ADD` (no io-wq thread,
@@ -90,9 +92,16 @@ impl Pump<'_> {
     pub async fn run(mut self, prefix: Vec<u8>) -> Result<(), SideError> {
         self.send_all(self.dst.as_raw_fd(), &prefix).await?;
         drop(prefix);
+        // A body's bytes are usually already queued when its transfer starts: try them at once
+        // (an empty socket costs one EAGAIN) instead of a readiness round trip first. A tunnel
+        // direction starts idle, so it waits.
+        let mut wait_first = self.extent == Extent::Stream;
         while self.wanted() > 0 {
-            let readable = self.src.readable(false);
-            self.wait(self.src_side, readable).await?;
+            if wait_first {
+                let readable = self.src.readable(false);
+                self.wait(self.src_side, readable).await?;
+            }
+            wait_first = true;
             let burst = if self.splice {
                 self.splice_burst().await?
             } else {
