@@ -247,7 +247,11 @@ impl ClientSessionStore for PortSessions {
         self.shared.with(&self.key(server_name), |r| r.tls12 = None);
     }
 
-    fn insert_tls13_ticket(&self, server_name: ServerName<'static>, value: Tls13ClientSessionValue) {
+    fn insert_tls13_ticket(
+        &self,
+        server_name: ServerName<'static>,
+        value: Tls13ClientSessionValue,
+    ) {
         self.shared.update((self.port, server_name), |r| {
             if r.tls13.len() >= ORIGIN_TICKETS_PER_HOST {
                 r.tls13.pop_front();

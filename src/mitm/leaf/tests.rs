@@ -115,7 +115,11 @@ fn leaves_of_a_cache_share_one_session_store_per_host() {
     let again = cache.get_or_mint(test_ca(), "a.store.test").unwrap();
     assert!(!Arc::ptr_eq(&a, &again), "the leaf was re-minted");
     assert_eq!(
-        again.server_config().session_storage.get(b"session-id").as_deref(),
+        again
+            .server_config()
+            .session_storage
+            .get(b"session-id")
+            .as_deref(),
         Some(&b"state"[..])
     );
 

@@ -14,8 +14,16 @@ fn a_ticket_decrypts_only_for_its_host() {
     let ip = HostTickets::new(key, "127.0.0.1");
     let ticket = a.encrypt(b"session state").expect("encrypt");
     assert_eq!(a.decrypt(&ticket).as_deref(), Some(&b"session state"[..]));
-    assert_eq!(b.decrypt(&ticket), None, "a.test's ticket opened for b.test");
-    assert_eq!(ip.decrypt(&ticket), None, "a.test's ticket opened for an IP");
+    assert_eq!(
+        b.decrypt(&ticket),
+        None,
+        "a.test's ticket opened for b.test"
+    );
+    assert_eq!(
+        ip.decrypt(&ticket),
+        None,
+        "a.test's ticket opened for an IP"
+    );
     // A host that is a prefix of another is not confused with it (length-prefixed tag).
     let short = HostTickets::new(shared_ticketer(), "a.tes");
     assert_eq!(short.decrypt(&ticket), None);
@@ -42,7 +50,10 @@ fn expired_and_future_tickets_are_refused() {
     };
     let now = now_secs();
     assert!(a.decrypt(&seal(now - 60)).is_some());
-    assert!(a.decrypt(&seal(now - TICKET_LIFETIME.as_secs() - 1)).is_none());
+    assert!(
+        a.decrypt(&seal(now - TICKET_LIFETIME.as_secs() - 1))
+            .is_none()
+    );
     assert!(a.decrypt(&seal(now + 3600)).is_none());
     assert_eq!(u64::from(a.lifetime()), TICKET_LIFETIME.as_secs());
     assert!(a.enabled());
@@ -77,7 +88,10 @@ fn one_config_per_port_built_once() {
     let origins = OriginConfigs::new(template());
     let a = origins.for_port(443);
     let again = origins.for_port(443);
-    assert!(Arc::ptr_eq(&a, &again), "the config for a port is built once");
+    assert!(
+        Arc::ptr_eq(&a, &again),
+        "the config for a port is built once"
+    );
     let other = origins.for_port(8443);
     assert!(!Arc::ptr_eq(&a, &other));
     for port in 0..(ORIGIN_CONFIG_PORTS as u16 + 4) {
