@@ -484,6 +484,31 @@ impl Scrape {
         }
         Ok(())
     }
+
+    /// `lynxio_tls_handshakes_total`: one sample per worker, side and kind.
+    fn tls_handshakes(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let mut handshakes = enc.encode_descriptor(
+            "lynxio_tls_handshakes",
+            "TLS handshakes completed by intercepted sessions, by side (client: lynxio as the \
+             server of the client; origin: lynxio as the client of the origin) and kind (full \
+             or resumed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            for side in TlsSide::ALL {
+                for (kind, label) in HANDSHAKE_KINDS.iter().enumerate() {
+                    let labels = (
+                        [("worker", index)],
+                        [("side", side.label()), ("kind", *label)],
+                    );
+                    let count = &worker.tls_handshakes[side as usize][kind];
+                    sample(&mut handshakes, &labels, Sample::Counter(count.get()))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sample(
@@ -557,27 +582,7 @@ impl Collector for Scrape {
             &TunnelKind::ALL.map(TunnelKind::label),
             |m, i| gauge(&m.tunnels[i]),
         )?;
-        let mut handshakes = enc.encode_descriptor(
-            "lynxio_tls_handshakes",
-            "TLS handshakes completed by intercepted sessions, by side (client: lynxio as the \
-             server of the client; origin: lynxio as the client of the origin) and kind (full \
-             or resumed).",
-            None,
-            MetricType::Counter,
-        )?;
-        for (index, worker) in self.workers.iter().enumerate() {
-            for side in TlsSide::ALL {
-                for (kind, label) in HANDSHAKE_KINDS.iter().enumerate() {
-                    let labels = (
-                        [("worker", index)],
-                        [("side", side.label()), ("kind", *label)],
-                    );
-                    let count = &worker.tls_handshakes[side as usize][kind];
-                    sample(&mut handshakes, &labels, counter(count))?;
-                }
-            }
-        }
-        drop(handshakes);
+        self.tls_handshakes(&mut enc)?;
         for (name, help, field) in PLAIN_COUNTERS {
             self.per_worker(&mut enc, &Family::counter(name, help), |m| {
                 counter(field(m))
