@@ -268,6 +268,6 @@ fn no_workers_still_has_descriptors() {
     let text = Registry::new(0).render();
     let p = parse(&text);
     assert!(p.samples.is_empty());
-    assert_eq!(p.types.len(), 17);
+    assert_eq!(p.types.len(), 18);
     assert!(text.ends_with("# EOF\n"));
 }
