@@ -33,8 +33,9 @@ pub const TICKET_LIFETIME: Duration = Duration::from_secs(6 * 3600);
 /// Origins (port + server name) whose sessions one worker remembers; the least recently used
 /// one is forgotten first.
 pub const ORIGIN_SESSION_HOSTS: usize = 1024;
-/// TLS 1.3 tickets kept per origin (each is used once; origins usually send two).
-pub const ORIGIN_TICKETS_PER_HOST: usize = 2;
+/// TLS 1.3 tickets kept per origin (each is used once; origins usually send one or two per
+/// connection, so a few in reserve let parallel connections to one origin all resume).
+pub const ORIGIN_TICKETS_PER_HOST: usize = 4;
 /// Origin ports whose client configuration a worker keeps built (one `ClientConfig` each,
 /// sharing the worker's session store); an evicted one is rebuilt on its next use, its
 /// sessions kept.
