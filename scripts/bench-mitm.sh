@@ -77,25 +77,35 @@ if [ "${1:-}" = direct ]; then
     wait_port "$LYNXIO_PORT"
     TICKS=$(getconf CLK_TCK)
     echo "mitm vs direct: ${DURATION}s per case, $CONNS connections, $REPS reps; lynxio on core $PROXY_CORE, nginx and the load tool on core $LOAD_CORE" >&2
+    # origin_handshakes: lynxio's origin-side "full resumed" handshake counts so far.
+    origin_handshakes() {
+        local m
+        m=$(exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT" && printf 'GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n' >&3 && cat <&3)
+        awk '/^lynxio_tls_handshakes_total.*side="origin",kind="full"/ {f=$2} /^lynxio_tls_handshakes_total.*side="origin",kind="resumed"/ {r=$2} END {print f+0, r+0}' <<<"$m"
+    }
     # one TARGET MODE [PORT [NAME]]: a run of the load tool; appends "rps cpu_us_per_request
     # resumed_share" to $WORK/TARGET-NAME.runs (NAME defaults to MODE).
     one() {
         local target=$1 mode=$2 port=${3:-$NGINX_PORT} name=${4:-$2} proxy ca t0 t1 out
         if [ "$target" = direct ]; then proxy=direct ca="$WORK/pki/ca.pem"; else proxy="127.0.0.1:$LYNXIO_PORT" ca="$WORK/ca/ca.pem"; fi
+        h0=$(origin_handshakes)
         t0=$(cpu_ticks "$PROXY_PID")
         out=$(taskset -c "$LOAD_CORE" "$TOOL" load "$proxy" "$port" "$ca" "$mode" "$CONNS" "$DURATION" 2>>"$WORK/load.err")
         t1=$(cpu_ticks "$PROXY_PID")
-        python3 - "$out" "$t0" "$t1" "$TICKS" "$DURATION" "$target" >>"$WORK/$target-$name.runs" <<'PY'
+        h1=$(origin_handshakes)
+        python3 - "$out" "$t0" "$t1" "$TICKS" "$DURATION" "$target" "$h0" "$h1" >>"$WORK/$target-$name.runs" <<'PY'
 import sys
 out, t0, t1, ticks, secs, target = sys.argv[1].split(), int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+(f0, r0), (f1, r1) = (map(int, a.split()) for a in sys.argv[7:9])
 f = dict(zip(out[::2], out[1::2]))
 rps, hs, res = float(f["rps"]), int(f["handshakes"]), int(f["resumed"])
 cpu = (t1 - t0) / ticks * 1e6 / max(rps * secs, 1) if target == "lynxio" else 0.0
+origin = (r1 - r0) / max(f1 - f0 + r1 - r0, 1) if target == "lynxio" else 0.0
 if int(f["errors"]):
     print(f"warning: {f['errors']} errors", file=sys.stderr)
-print(f"{rps:.0f} {cpu:.2f} {res / max(hs, 1):.2f}")
+print(f"{rps:.0f} {cpu:.2f} {res / max(hs, 1):.2f} {origin:.2f}")
 PY
-        echo "  $target $name: $(tail -1 "$WORK/$target-$name.runs") (req/s, lynxio CPU us/request, resumed share)" >&2
+        echo "  $target $name: $(tail -1 "$WORK/$target-$name.runs") (req/s, lynxio CPU us/request, client resumed share, origin resumed share)" >&2
     }
     for rep in $(seq 1 "$REPS"); do
         for mode in keepalive handshake resumed; do
@@ -106,23 +116,23 @@ PY
     done
     if grep -q . "$WORK/load.err"; then sort "$WORK/load.err" | uniq -c | head -5 >&2; fi
     printf '\nHTTPS to nginx (100-byte file), direct vs through lynxio intercepting (1 worker, core %s); medians of %s\n\n' "$PROXY_CORE" "$REPS"
-    printf '| case | direct req/s | lynxio req/s | lynxio / direct | lynxio CPU µs/request | client handshakes resumed (direct / lynxio) | runs lynxio/direct |\n|---|---:|---:|---:|---:|---:|---|\n'
+    printf '| case | direct req/s | lynxio req/s | lynxio / direct | lynxio CPU µs/request | client handshakes resumed (direct / lynxio) | lynxio origin handshakes resumed | runs lynxio/direct |\n|---|---:|---:|---:|---:|---:|---:|---|\n'
     python3 - "$WORK" <<'PY'
 import sys, statistics
 work = sys.argv[1]
 labels = {"keepalive": "keep-alive requests/s", "handshake": "new connections/s, full client handshake", "resumed": "new connections/s, resumed client handshake"}
 for mode, label in labels.items():
     runs = {t: [list(map(float, l.split())) for l in open(f"{work}/{t}-{mode}.runs")] for t in ("direct", "lynxio")}
-    med = {t: [statistics.median(r[i] for r in runs[t]) for i in range(3)] for t in runs}
+    med = {t: [statistics.median(r[i] for r in runs[t]) for i in range(4)] for t in runs}
     each = " ".join(f"{l[0] / d[0]:.2f}" for l, d in zip(runs["lynxio"], runs["direct"]))
-    print(f"| {label} | {med['direct'][0]:.0f} | {med['lynxio'][0]:.0f} | {med['lynxio'][0] / med['direct'][0]:.2f}x | {med['lynxio'][1]:.1f} | {med['direct'][2]:.2f} / {med['lynxio'][2]:.2f} | {each} |")
+    print(f"| {label} | {med['direct'][0]:.0f} | {med['lynxio'][0]:.0f} | {med['lynxio'][0] / med['direct'][0]:.2f}x | {med['lynxio'][1]:.1f} | {med['direct'][2]:.2f} / {med['lynxio'][2]:.2f} | {med['lynxio'][3]:.2f} | {each} |")
 PY
     python3 - "$WORK" <<'PY'
 import sys, statistics
 work = sys.argv[1]
 runs = [list(map(float, l.split())) for l in open(f"{work}/lynxio-nores.runs")]
-rps, cpu = (statistics.median(r[i] for r in runs) for i in range(2))
-print(f"| new connections/s, full client handshake, origin without resumption | | {rps:.0f} | | {cpu:.1f} | | |")
+rps, cpu, _, origin = (statistics.median(r[i] for r in runs) for i in range(4))
+print(f"| new connections/s, full client handshake, origin without resumption | | {rps:.0f} | | {cpu:.1f} | 0.00 | {origin:.2f} | |")
 PY
     printf '\nlynxio handshakes over the whole run (/metrics):\n'
     exec 3<>"/dev/tcp/127.0.0.1/$ADMIN_PORT"
