@@ -12,7 +12,7 @@
 # run divided by the wall time (100 % = the proxy core is saturated; lower means the load core
 # was the limit).
 # Usage: scripts/bench-mitm.sh    (DURATION=10 CONNS=16 to tune; SKIP_MITMPROXY=1)
-#        scripts/bench-mitm.sh direct    (DURATION=5 REPS=3 CONNS=16; SKIP_BUILD=1)
+#        scripts/bench-mitm.sh direct    (DURATION=5 REPS=3 CONNS=16; SKIP_BUILD=1; FLOAT=1)
 #
 # `scripts/bench-mitm.sh direct` (issue 13) instead compares lynxio intercepting with direct
 # HTTPS to the same origin, nginx with TLS (ECDSA P-256 leaf, TLS 1.3, session cache and tickets
@@ -33,6 +33,8 @@ if [ "${1:-}" = direct ]; then
     DURATION=${DURATION%s}
     CONNS=${CONNS:-16}
     REPS=${REPS:-3}
+    # FLOAT=1: nothing pinned (when other work already occupies the cores this would pin to).
+    if [ -n "${FLOAT:-}" ]; then PROXY_CORE=0,1 LOAD_CORE=0,1; fi
     PROXY_CORE=${PROXY_CORE:-0}
     LOAD_CORE=${LOAD_CORE:-1}
     LYNXIO_PORT=${LYNXIO_PORT:-18682}
@@ -69,8 +71,10 @@ if [ "${1:-}" = direct ]; then
     }"
     taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
     wait_port "$NGINX_PORT"
+    PIN=(--cpus "$PROXY_CORE")
+    [ -n "${FLOAT:-}" ] && PIN=()
     taskset -c "$PROXY_CORE" target/release/lynxio --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
-        --cpus "$PROXY_CORE" --mitm '*' --ca-dir "$WORK/ca" --upstream-ca "$WORK/pki/ca.pem" \
+        "${PIN[@]}" --mitm '*' --ca-dir "$WORK/ca" --upstream-ca "$WORK/pki/ca.pem" \
         --admin "127.0.0.1:$ADMIN_PORT" --log warn >/dev/null 2>>"$WORK/lynxio.err" &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
