@@ -18,9 +18,37 @@ pub fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> String {
     move |e| format!("{what}: {e}")
 }
 
-/// A server config for `localhost`/127.0.0.1 (ALPN http/1.1) and the PEM of the CA that signed
-/// its leaf.
-pub fn origin_config(ca_name: &str) -> Result<(Arc<ServerConfig>, String), String> {
+/// An origin's PKI as PEM: its leaf (ECDSA P-256, `localhost` and 127.0.0.1), the leaf's key,
+/// and the CA that signed it — for an origin lynxio does not run itself (nginx).
+#[allow(dead_code)] // used by mitm_load only; the module is shared with ws_load
+pub struct OriginPems {
+    pub cert: String,
+    pub key: String,
+    pub ca: String,
+}
+
+/// [`OriginPems`] for a fresh throwaway CA named `ca_name`.
+#[allow(dead_code)] // used by mitm_load only; the module is shared with ws_load
+pub fn origin_pems(ca_name: &str) -> Result<OriginPems, String> {
+    let (leaf, leaf_key, ca) = origin_pki(ca_name)?;
+    Ok(OriginPems {
+        cert: leaf.pem(),
+        key: leaf_key.serialize_pem(),
+        ca: ca.pem(),
+    })
+}
+
+/// A throwaway CA named `ca_name` and a leaf it signed for `localhost` and 127.0.0.1.
+fn origin_pki(
+    ca_name: &str,
+) -> Result<
+    (
+        rcgen::Certificate,
+        KeyPair,
+        CertifiedIssuer<'static, KeyPair>,
+    ),
+    String,
+> {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(err("ca params"))?;
     ca_params.distinguished_name = DistinguishedName::new();
     ca_params
@@ -39,6 +67,13 @@ pub fn origin_config(ca_name: &str) -> Result<(Arc<ServerConfig>, String), Strin
     let leaf = leaf_params
         .signed_by(&leaf_key, &ca)
         .map_err(err("leaf cert"))?;
+    Ok((leaf, leaf_key, ca))
+}
+
+/// A server config for `localhost`/127.0.0.1 (ALPN http/1.1) and the PEM of the CA that signed
+/// its leaf.
+pub fn origin_config(ca_name: &str) -> Result<(Arc<ServerConfig>, String), String> {
+    let (leaf, leaf_key, ca) = origin_pki(ca_name)?;
     let key = PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
     let mut cfg = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()

@@ -5,10 +5,13 @@
 //! host cost no key generation. A leaf is ECDSA P-256 with a SAN for the DNS name (or an IP SAN),
 //! CN = host (when it fits), EKU serverAuth, a random serial, and validity backdated a day and
 //! 397 days long in total. Its `ServerConfig` (ring provider, ALPN `http/1.1` only) is built once
-//! with the leaf, and every leaf of a cache shares ONE bounded TLS session store
-//! ([`SESSION_CACHE_ENTRIES`]), so the memory resumption costs is bounded per worker however many
-//! hosts are intercepted (rustls resumes a session only for the SNI it was made for). Every
-//! failure is a [`LeafError`] value, never a panic: the caller answers 502.
+//! with the leaf, and every leaf of a cache shares ONE bounded session-ID store
+//! ([`SESSION_CACHE_ENTRIES`], the worker's own: its lock is never contended) and the process's
+//! rotating ticket key, so the memory resumption costs is bounded per worker however many hosts
+//! are intercepted; each leaf sees both through [`super::resume`]'s host binding, so a session
+//! resumes only for the host it was made for (also without SNI), whichever leaf object serves
+//! that host now (a re-minted one included). Every failure is a [`LeafError`] value, never a
+//! panic: the caller answers 502.
 
 use std::net::IpAddr;
 use std::num::NonZeroUsize;
@@ -23,9 +26,10 @@ use rcgen::{
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::server::{ServerSessionMemoryCache, StoresServerSessions};
+use rustls::server::{ProducesTickets, ServerSessionMemoryCache, StoresServerSessions};
 
 use super::ca::{self, CertificateAuthority};
+use super::resume::{self, HostSessions, HostTickets};
 
 /// Leaves kept per worker before the least recently used one is dropped.
 pub const LEAF_CACHE_CAPACITY: usize = 1024;
@@ -93,8 +97,10 @@ impl CertifiedLeaf {
 pub struct LeafCache {
     leaves: LruCache<String, Arc<CertifiedLeaf>>,
     provider: Arc<CryptoProvider>,
-    /// The one session store every leaf's server config uses.
+    /// The one session-ID store every leaf's server config uses (through [`HostSessions`]).
     sessions: Arc<dyn StoresServerSessions>,
+    /// The ticket key every leaf's server config uses (through [`HostTickets`]).
+    tickets: Arc<dyn ProducesTickets>,
     minted: u64,
     hits: u64,
 }
@@ -117,17 +123,29 @@ impl std::fmt::Debug for LeafCache {
 }
 
 impl LeafCache {
-    /// A cache holding up to [`LEAF_CACHE_CAPACITY`] leaves.
+    /// A cache holding up to [`LEAF_CACHE_CAPACITY`] leaves, with a ticket key of its own.
     pub fn new() -> Self {
         Self::with_capacity(LEAF_CACHE_CAPACITY)
     }
 
-    /// A cache holding up to `capacity` leaves (at least one).
+    /// A cache holding up to `capacity` leaves (at least one), with a ticket key of its own
+    /// (none if the system's random generator fails: session IDs still resume).
     pub fn with_capacity(capacity: usize) -> Self {
+        let tickets = resume::ticketer().unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "no TLS session tickets: cannot make a ticket key");
+            Arc::new(NoTickets)
+        });
+        Self::with_tickets(capacity, tickets)
+    }
+
+    /// A cache holding up to `capacity` leaves whose sessions are resumable through `tickets`
+    /// (shared with other caches: a ticket from one worker resumes on any).
+    pub fn with_tickets(capacity: usize, tickets: Arc<dyn ProducesTickets>) -> Self {
         LeafCache {
             leaves: LruCache::new(NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN)),
             provider: ca::provider(),
             sessions: ServerSessionMemoryCache::new(SESSION_CACHE_ENTRIES),
+            tickets,
             minted: 0,
             hits: 0,
         }
@@ -148,6 +166,7 @@ impl LeafCache {
         let shared = Shared {
             provider: &self.provider,
             sessions: &self.sessions,
+            tickets: &self.tickets,
         };
         let leaf = Arc::new(mint(ca, &shared, key.clone(), name)?);
         self.minted += 1;
@@ -212,6 +231,29 @@ fn normalize(host: &str) -> Result<(String, Name), LeafError> {
 struct Shared<'a> {
     provider: &'a Arc<CryptoProvider>,
     sessions: &'a Arc<dyn StoresServerSessions>,
+    tickets: &'a Arc<dyn ProducesTickets>,
+}
+
+/// Tickets off (only when no ticket key could be made).
+#[derive(Debug)]
+struct NoTickets;
+
+impl ProducesTickets for NoTickets {
+    fn enabled(&self) -> bool {
+        false
+    }
+
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decrypt(&self, _cipher: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// Generate a key and a CA-signed certificate for `host`, and its server config.
@@ -266,7 +308,8 @@ fn mint(
         .with_single_cert(chain.clone(), key.clone_key())
         .map_err(tls)?;
     server_config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-    server_config.session_storage = Arc::clone(shared.sessions);
+    server_config.session_storage = Arc::new(HostSessions::new(Arc::clone(shared.sessions), &host));
+    server_config.ticketer = Arc::new(HostTickets::new(Arc::clone(shared.tickets), &host));
     Ok(CertifiedLeaf {
         host,
         chain,

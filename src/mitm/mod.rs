@@ -3,25 +3,31 @@
 //! or creates the root CA on disk; [`leaf`] mints per-host leaf certificates and their rustls
 //! server configs into a per-worker LRU cache; [`tls`] drives rustls over monoio sockets;
 //! [`upstream`] builds the verified client configuration for origins (with [`pinned`]
-//! certificates) and words origin TLS failures.
+//! certificates) and words origin TLS failures; [`resume`] makes handshakes on both sides
+//! resumable (client tickets and session IDs bound to a host, per-worker origin sessions).
 
 pub mod ca;
 pub mod leaf;
 pub mod pinned;
+pub mod resume;
 pub mod tls;
 pub mod upstream;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// What interception needs at run time, shared by the workers: the TLS client configuration
-/// for origins (built at start: intercepted sessions and `https://` redirects use it) and the
+/// What interception needs at run time, shared by the workers: the template of the TLS client
+/// configuration for origins (built at start; each worker derives its own, with its own session
+/// store: [`resume::OriginConfigs`]), the ticket key for client sessions (one per process, so a
+/// ticket resumes on any worker), and the
 /// root CA that signs leaves — loaded, or created, on first use, so a proxy that never
 /// intercepts and never serves the CA page never touches the CA directory, while one that turns
 /// interception on by a config reload, or a user fetching the CA page first, still gets it.
 #[derive(Debug)]
 pub struct Interceptor {
     pub upstream: Arc<rustls::ClientConfig>,
+    /// Encrypts and decrypts the session tickets given to clients (rotating key).
+    pub tickets: Arc<dyn rustls::server::ProducesTickets>,
     ca_dir: PathBuf,
     ca: OnceLock<ca::CertificateAuthority>,
     /// Serialises loading: two workers asking at once must not both create a CA.
@@ -29,13 +35,18 @@ pub struct Interceptor {
 }
 
 impl Interceptor {
-    pub fn new(ca_dir: PathBuf, upstream: Arc<rustls::ClientConfig>) -> Interceptor {
-        Interceptor {
+    /// Fails only if no ticket key can be made (the system's random generator failed).
+    pub fn new(
+        ca_dir: PathBuf,
+        upstream: Arc<rustls::ClientConfig>,
+    ) -> Result<Interceptor, rustls::Error> {
+        Ok(Interceptor {
             upstream,
+            tickets: resume::ticketer()?,
             ca_dir,
             ca: OnceLock::new(),
             loading: Mutex::new(()),
-        }
+        })
     }
 
     /// The root CA, loaded or created now if this is the first use. A failure is returned, not

@@ -41,7 +41,9 @@ use monoio::io::{
 };
 use monoio::net::TcpStream;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection, Connection, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, HandshakeKind, ServerConfig, ServerConnection,
+};
 
 #[cfg(test)]
 mod tests;
@@ -61,6 +63,8 @@ pub struct HandshakeInfo {
     pub alpn: Option<Vec<u8>>,
     /// The SNI host name the client sent, if any.
     pub sni: Option<String>,
+    /// The client resumed an earlier session (ticket or session ID): no certificate was sent.
+    pub resumed: bool,
 }
 
 /// Terminate TLS from a client: `prefix` holds bytes already read from `stream` (the sniffed
@@ -82,6 +86,7 @@ pub async fn accept(
         Connection::Server(server) => HandshakeInfo {
             alpn: server.alpn_protocol().map(<[u8]>::to_vec),
             sni: server.server_name().map(str::to_owned),
+            resumed: server.handshake_kind() == Some(HandshakeKind::Resumed),
         },
         Connection::Client(_) => HandshakeInfo::default(),
     };
@@ -264,6 +269,11 @@ pub struct TlsReader {
 }
 
 impl TlsReader {
+    /// Whether the handshake resumed an earlier session (an abbreviated handshake).
+    pub fn resumed(&self) -> bool {
+        self.conn.borrow().handshake_kind() == Some(HandshakeKind::Resumed)
+    }
+
     /// True once a read returned EOF because TCP closed without a TLS `close_notify` (worth a
     /// log line: the data may have been cut short).
     pub fn truncated(&self) -> bool {

@@ -4,7 +4,9 @@
 //! of `--upstream-ca`, which are pinned too (trusted as an origin's own certificate: see
 //! [`super::pinned`]); `--insecure-upstream` replaces verification with acceptance of any
 //! certificate (handshake signatures are still checked) and is logged loudly at start. Built
-//! once and shared by all workers.
+//! once as a template without session resumption; each worker derives its configurations from
+//! it with its own session store ([`super::resume::OriginConfigs`]), so no session store is
+//! shared between workers.
 
 use std::sync::Arc;
 
@@ -85,6 +87,8 @@ pub fn client_config(
         }
     };
     config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    // Resumption is per worker (resume::OriginConfigs): the template keeps no sessions.
+    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 

@@ -213,6 +213,29 @@ impl TunnelKind {
     }
 }
 
+/// The two ends of an intercepted session (`side` label): lynxio as the TLS server of the
+/// client, and as the TLS client of the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsSide {
+    Client,
+    Origin,
+}
+
+impl TlsSide {
+    pub const ALL: [TlsSide; 2] = [TlsSide::Client, TlsSide::Origin];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TlsSide::Client => "client",
+            TlsSide::Origin => "origin",
+        }
+    }
+}
+
+/// `kind` label values of [`WorkerMetrics::tls_handshakes`], in index order: 0 = full
+/// (certificate sent and verified, key exchange), 1 = resumed (ticket or session ID).
+const HANDSHAKE_KINDS: [&str; 2] = ["full", "resumed"];
+
 /// One worker's counters.
 #[derive(Debug, Default)]
 pub struct WorkerMetrics {
@@ -240,6 +263,8 @@ pub struct WorkerMetrics {
     pub dns_coalesced: Counter,
     pub leaf_hits: Counter,
     pub leaf_mints: Counter,
+    /// Completed TLS handshakes by side ([`TlsSide`] index), then full (0) or resumed (1).
+    pub tls_handshakes: [[Counter; 2]; TlsSide::ALL.len()],
     /// Events the capture/live queue had no room for.
     pub events_dropped: Counter,
     /// Times the worker reached its connection limit and stopped accepting (once per episode).
@@ -262,6 +287,11 @@ impl WorkerMetrics {
 
     pub fn tunnel(&self, kind: TunnelKind) -> &Gauge {
         &self.tunnels[kind as usize]
+    }
+
+    /// Count a completed TLS handshake on `side`, full or resumed.
+    pub fn tls_handshake(&self, side: TlsSide, resumed: bool) {
+        self.tls_handshakes[side as usize][usize::from(resumed)].inc();
     }
 }
 
@@ -454,6 +484,31 @@ impl Scrape {
         }
         Ok(())
     }
+
+    /// `lynxio_tls_handshakes_total`: one sample per worker, side and kind.
+    fn tls_handshakes(&self, enc: &mut DescriptorEncoder<'_>) -> fmt::Result {
+        let mut handshakes = enc.encode_descriptor(
+            "lynxio_tls_handshakes",
+            "TLS handshakes completed by intercepted sessions, by side (client: lynxio as the \
+             server of the client; origin: lynxio as the client of the origin) and kind (full \
+             or resumed).",
+            None,
+            MetricType::Counter,
+        )?;
+        for (index, worker) in self.workers.iter().enumerate() {
+            for side in TlsSide::ALL {
+                for (kind, label) in HANDSHAKE_KINDS.iter().enumerate() {
+                    let labels = (
+                        [("worker", index)],
+                        [("side", side.label()), ("kind", *label)],
+                    );
+                    let count = &worker.tls_handshakes[side as usize][kind];
+                    sample(&mut handshakes, &labels, Sample::Counter(count.get()))?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sample(
@@ -527,6 +582,7 @@ impl Collector for Scrape {
             &TunnelKind::ALL.map(TunnelKind::label),
             |m, i| gauge(&m.tunnels[i]),
         )?;
+        self.tls_handshakes(&mut enc)?;
         for (name, help, field) in PLAIN_COUNTERS {
             self.per_worker(&mut enc, &Family::counter(name, help), |m| {
                 counter(field(m))

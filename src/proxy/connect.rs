@@ -21,7 +21,7 @@ use crate::http1::{self, BodyKind, RequestHead, Target};
 use crate::mitm::tls::{self, TlsReader, TlsWriter};
 use crate::net::buf::write_vec;
 use crate::net::{PoolKey, ReadBuf};
-use crate::observe::metrics::TunnelKind;
+use crate::observe::metrics::{TlsSide, TunnelKind};
 use crate::rules::Action;
 use crate::sniff::{self, ClientHello, Detect, Protocol};
 use crate::tunnel::{self, TunnelEnd};
@@ -393,6 +393,7 @@ async fn intercept(
                 return None;
             }
         };
+    worker.metrics.tls_handshake(TlsSide::Client, info.resumed);
     tunnel.alpn = info
         .alpn
         .as_deref()
@@ -400,7 +401,7 @@ async fn intercept(
     let session = InterceptSession {
         id: worker.next_id(),
         server_name,
-        tls: worker.mitm.upstream.clone(),
+        tls: worker.origin_config(target.port),
         rule: flow.rule.clone(),
     };
     let mut key = PoolKey::default();
@@ -419,6 +420,6 @@ async fn intercept(
         // The pipeline dials again for the first request and answers it with this error.
         Err(e) => tracing::debug!(id = %flow.id, error = %e, "origin TLS failed at CONNECT time"),
     }
-    tracing::debug!(id = %flow.id, host = %name, alpn = ?tunnel.alpn, "intercepted");
+    tracing::debug!(id = %flow.id, host = %name, alpn = ?tunnel.alpn, resumed = info.resumed, "intercepted");
     Some((r, w, session))
 }

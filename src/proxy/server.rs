@@ -57,6 +57,8 @@ pub enum RunError {
     Ca(#[from] crate::mitm::ca::CaError),
     #[error("interception: {0}")]
     UpstreamTls(#[from] crate::mitm::upstream::UpstreamTlsError),
+    #[error("interception: cannot make the TLS session ticket key: {0}")]
+    Tickets(rustls::Error),
     #[error("capture: {0}")]
     Capture(std::io::Error),
     #[error("admin listener {addr}: {source}")]
@@ -324,7 +326,7 @@ fn interceptor(cfg: &Config) -> Result<Arc<Interceptor>, RunError> {
         );
     }
     let upstream = crate::mitm::upstream::client_config(&cfg.upstream_ca, cfg.insecure_upstream)?;
-    let mitm = Arc::new(Interceptor::new(cfg.ca_dir.clone(), upstream));
+    let mitm = Arc::new(Interceptor::new(cfg.ca_dir.clone(), upstream).map_err(RunError::Tickets)?);
     if let Some(rule) = cfg.rules.first_intercept_rule() {
         let ca = mitm.ca()?;
         tracing::info!(rule, ca = %ca.cert_path().display(), "TLS interception enabled");

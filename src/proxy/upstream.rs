@@ -14,6 +14,7 @@ use crate::error::ProxyError;
 use crate::net::dns::Lookup;
 use crate::net::sys::{IdleState, idle_state};
 use crate::net::{DialError, PoolKey, dial};
+use crate::observe::metrics::TlsSide;
 
 use super::ctx::flow::UpstreamUse;
 use super::ctx::{ConnCtx, Flow, Hop, Route, Upstream, Worker};
@@ -57,7 +58,7 @@ fn origin_tls(
                     reason: format!("not a valid TLS server name: {e}"),
                 }
             })?,
-            config: worker.mitm.upstream.clone(),
+            config: worker.origin_config(route.port),
         }),
         _ => None,
     })
@@ -140,6 +141,9 @@ pub async fn connect_tls(
             },
         })?;
     let (r, w) = tls;
+    let resumed = r.resumed();
+    worker.metrics.tls_handshake(TlsSide::Origin, resumed);
+    tracing::debug!(origin = %format_args!("{host}:{port}"), resumed, "origin TLS");
     Ok(Upstream::from_parts(UpRead::Tls(r), UpWrite::Tls(w), fd))
 }
 

@@ -50,8 +50,10 @@ pub fn path_str(p: &Path) -> &str {
 
 /// A TLS origin on 127.0.0.1 with a certificate for `localhost` and IP 127.0.0.1 signed by a
 /// fresh test CA (or self-signed: [`OriginCert`]). It answers every request with `200`, a body `METHOD TARGET` (followed by a
-/// newline and the request body when there is one), and `X-Sni:` the SNI it received (`-` for
-/// none); keep-alive.
+/// newline and the request body when there is one), `X-Sni:` the SNI it received (`-` for
+/// none) and `X-Handshake: full|resumed` (its connection's TLS handshake); keep-alive. Its
+/// sessions are resumable (rustls' stateful TLS 1.3 tickets); every resumption a client offers
+/// is counted ([`TlsOrigin::session_lookups`]).
 pub struct TlsOrigin {
     pub origin: Origin,
     /// The test CA's certificate PEM (or the self-signed certificate's), written to a file for
@@ -62,6 +64,35 @@ pub struct TlsOrigin {
     pub leaf_der: CertificateDer<'static>,
     /// Requests answered so far (all connections).
     pub requests: Arc<AtomicUsize>,
+    /// Sessions clients offered to resume (lookups in the origin's session store).
+    pub lookups: Arc<AtomicUsize>,
+}
+
+/// The origin's session store, counting lookups (each one a session a client offered).
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn rustls::server::StoresServerSessions>,
+    lookups: Arc<AtomicUsize>,
+}
+
+impl rustls::server::StoresServerSessions for CountingStore {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.lookups.fetch_add(1, Ordering::SeqCst);
+        self.inner.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
 }
 
 /// Which certificate a [`TlsOrigin`] serves.
@@ -117,6 +148,11 @@ impl TlsOrigin {
             .with_single_cert(vec![leaf_der.clone()], PrivateKeyDer::Pkcs8(key))
             .expect("server config");
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let lookups = Arc::new(AtomicUsize::new(0));
+        cfg.session_storage = Arc::new(CountingStore {
+            inner: rustls::server::ServerSessionMemoryCache::new(256),
+            lookups: lookups.clone(),
+        });
         let cfg = Arc::new(cfg);
 
         let ca_file = temp_path(&format!("{name}-origin-ca.pem"), driver);
@@ -139,7 +175,12 @@ impl TlsOrigin {
                 {
                     return websocket_echo(r, &req);
                 }
-                let sni = r.get_mut().conn.server_name().unwrap_or("-").to_owned();
+                let conn = &r.get_mut().conn;
+                let sni = conn.server_name().unwrap_or("-").to_owned();
+                let handshake = match conn.handshake_kind() {
+                    Some(rustls::HandshakeKind::Resumed) => "resumed",
+                    _ => "full",
+                };
                 let mut body = format!("{} {}", req.method, req.target).into_bytes();
                 if !req.body.is_empty() {
                     body.push(b'\n');
@@ -147,7 +188,7 @@ impl TlsOrigin {
                 }
                 let mut resp = format!(
                     "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-Sni: {sni}\r\n\
-                     Content-Length: {}\r\n\r\n",
+                     X-Handshake: {handshake}\r\nContent-Length: {}\r\n\r\n",
                     body.len()
                 )
                 .into_bytes();
@@ -172,6 +213,7 @@ impl TlsOrigin {
             ca_der,
             leaf_der,
             requests,
+            lookups,
         }
     }
 
@@ -186,6 +228,11 @@ impl TlsOrigin {
 
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Sessions clients have offered to resume so far.
+    pub fn session_lookups(&self) -> usize {
+        self.lookups.load(Ordering::SeqCst)
     }
 }
 
@@ -310,8 +357,13 @@ pub fn tls_through(
 
 /// A TLS handshake as `name` over `sock`.
 pub fn tls_over(sock: TcpStream, name: &str, roots: RootCertStore) -> Result<Tls, String> {
+    tls_with(sock, name, client_config(roots))
+}
+
+/// A TLS handshake as `name` over `sock` with `config` (its session store, when it keeps one).
+pub fn tls_with(sock: TcpStream, name: &str, config: Arc<ClientConfig>) -> Result<Tls, String> {
     let server_name = ServerName::try_from(name.to_owned()).expect("server name");
-    let conn = ClientConnection::new(client_config(roots), server_name).expect("client conn");
+    let conn = ClientConnection::new(config, server_name).expect("client conn");
     let mut tls = StreamOwned::new(conn, sock);
     for _ in 0..100 {
         if !tls.conn.is_handshaking() {

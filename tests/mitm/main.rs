@@ -12,6 +12,7 @@
 mod common;
 mod fixture;
 mod pinning;
+mod resume;
 mod rules;
 
 use std::io::Write;
@@ -493,12 +494,21 @@ use pinning::{
     pinned_certificate_checks_the_name, pinned_self_signed_origin_works,
     unverifiable_origins_are_502_in_words,
 };
+use resume::{
+    client_resumes_with_session_id, client_resumes_with_ticket, client_sessions_never_cross_hosts,
+    origin_reconnect_is_resumed, origin_sessions_never_cross_hosts,
+};
 use rules::{
     auth_with_interception, intercept_matches_sni, redirect_to_https_origin,
     rules_act_on_decrypted_requests,
 };
 
 drivers!(
+    client_resumes_with_ticket,
+    client_resumes_with_session_id,
+    origin_reconnect_is_resumed,
+    client_sessions_never_cross_hosts,
+    origin_sessions_never_cross_hosts,
     auth_with_interception,
     pinned_self_signed_origin_works,
     pinned_certificate_checks_the_name,

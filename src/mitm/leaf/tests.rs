@@ -96,29 +96,57 @@ fn second_lookup_is_a_hit() {
     assert!(Arc::ptr_eq(a.server_config(), b.server_config()));
 }
 
-/// Every leaf of a cache (one per worker) resumes from the same bounded session store; another
-/// cache (another worker) has its own.
+/// Every leaf of a cache (one per worker) stores session IDs in the same bounded store, each
+/// under its own host: what a leaf stores, a later leaf for the same host (re-minted after an
+/// eviction) finds, a leaf for another host (an IP without SNI included) does not; another
+/// cache (another worker) has its own store.
 #[test]
-fn leaves_of_a_cache_share_one_session_store() {
-    let mut cache = LeafCache::new();
+fn leaves_of_a_cache_share_one_session_store_per_host() {
+    let mut cache = LeafCache::with_capacity(1);
     let a = cache.get_or_mint(test_ca(), "a.store.test").unwrap();
-    let b = cache.get_or_mint(test_ca(), "b.store.test").unwrap();
-    let ip = cache.get_or_mint(test_ca(), "192.0.2.7").unwrap();
-    let (sa, sb) = (
-        &a.server_config().session_storage,
-        &b.server_config().session_storage,
-    );
-    assert!(Arc::ptr_eq(sa, sb));
-    assert!(Arc::ptr_eq(sa, &ip.server_config().session_storage));
-    assert!(Arc::ptr_eq(sa, &cache.sessions));
-    // Behaviourally: what one leaf's config stores, another's finds.
+    let sa = a.server_config().session_storage.clone();
     assert!(sa.put(b"session-id".to_vec(), b"state".to_vec()));
-    assert_eq!(sb.get(b"session-id").as_deref(), Some(&b"state"[..]));
+    assert_eq!(sa.get(b"session-id").as_deref(), Some(&b"state"[..]));
+    let b = cache.get_or_mint(test_ca(), "b.store.test").unwrap();
+    assert_eq!(b.server_config().session_storage.get(b"session-id"), None);
+    let ip = cache.get_or_mint(test_ca(), "192.0.2.7").unwrap();
+    assert_eq!(ip.server_config().session_storage.get(b"session-id"), None);
+    // `a` was evicted (capacity 1): the re-minted leaf still finds its host's session.
+    let again = cache.get_or_mint(test_ca(), "a.store.test").unwrap();
+    assert!(!Arc::ptr_eq(&a, &again), "the leaf was re-minted");
+    assert_eq!(
+        again
+            .server_config()
+            .session_storage
+            .get(b"session-id")
+            .as_deref(),
+        Some(&b"state"[..])
+    );
 
     let mut other = LeafCache::new();
     let c = other.get_or_mint(test_ca(), "a.store.test").unwrap();
-    assert!(!Arc::ptr_eq(sa, &c.server_config().session_storage));
     assert_eq!(c.server_config().session_storage.get(b"session-id"), None);
+}
+
+/// Tickets: one key shared by caches (workers) opens a host's ticket on any of them, for that
+/// host only; a cache with a key of its own cannot open it.
+#[test]
+fn tickets_resume_across_workers_for_the_same_host_only() {
+    let key = crate::mitm::resume::ticketer().unwrap();
+    let mut w0 = LeafCache::with_tickets(8, key.clone());
+    let mut w1 = LeafCache::with_tickets(8, key);
+    let a0 = w0.get_or_mint(test_ca(), "a.tickets.test").unwrap();
+    let a1 = w1.get_or_mint(test_ca(), "a.tickets.test").unwrap();
+    let b1 = w1.get_or_mint(test_ca(), "b.tickets.test").unwrap();
+    let ticketer = &a0.server_config().ticketer;
+    assert!(ticketer.enabled());
+    let ticket = ticketer.encrypt(b"state").unwrap();
+    let open = |leaf: &CertifiedLeaf| leaf.server_config().ticketer.decrypt(&ticket);
+    assert_eq!(open(&a1).as_deref(), Some(&b"state"[..]));
+    assert_eq!(open(&b1), None);
+    let mut own = LeafCache::new();
+    let a2 = own.get_or_mint(test_ca(), "a.tickets.test").unwrap();
+    assert_eq!(open(&a2), None);
 }
 
 #[test]

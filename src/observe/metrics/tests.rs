@@ -122,6 +122,10 @@ fn bumped() -> Registry {
     w0.leaf_mints.inc();
     w1.events_dropped.add(11);
     w0.connection_limit_reached.add(2);
+    w0.tls_handshake(TlsSide::Client, false);
+    w0.tls_handshake(TlsSide::Client, true);
+    w0.tls_handshake(TlsSide::Client, true);
+    w1.tls_handshake(TlsSide::Origin, true);
     reg
 }
 
@@ -140,6 +144,7 @@ fn renders_every_family_per_worker() {
         "lynxio_sent_body_bytes_total",
         "lynxio_client_connections",
         "lynxio_tunnels_open",
+        "lynxio_tls_handshakes_total",
         "lynxio_upstream_pool_hits_total",
         "lynxio_upstream_pool_misses_total",
         "lynxio_upstream_pool_evictions_total",
@@ -186,6 +191,18 @@ fn renders_every_family_per_worker() {
     assert_eq!(p.count("lynxio_tunnels_open"), 2 * TunnelKind::ALL.len());
     assert_eq!(p.count("lynxio_client_connections"), 2);
     assert_eq!(p.count("lynxio_events_dropped_total"), 2);
+    assert_eq!(p.count("lynxio_tls_handshakes_total"), 2 * 2 * 2);
+    let tls = |w, side, kind| {
+        p.get(
+            "lynxio_tls_handshakes_total",
+            &[("kind", kind), ("side", side), ("worker", w)],
+        )
+    };
+    assert_eq!(tls("0", "client", "full"), 1);
+    assert_eq!(tls("0", "client", "resumed"), 2);
+    assert_eq!(tls("0", "origin", "resumed"), 0);
+    assert_eq!(tls("1", "origin", "resumed"), 1);
+    assert_eq!(tls("1", "client", "full"), 0);
 
     let req = |w, m| p.get("lynxio_requests_total", &[("method", m), ("worker", w)]);
     assert_eq!(req("0", "GET"), 2);
@@ -251,6 +268,6 @@ fn no_workers_still_has_descriptors() {
     let text = Registry::new(0).render();
     let p = parse(&text);
     assert!(p.samples.is_empty());
-    assert_eq!(p.types.len(), 17);
+    assert_eq!(p.types.len(), 18);
     assert!(text.ends_with("# EOF\n"));
 }

@@ -17,7 +17,8 @@ use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 
 use crate::config::Config;
 use crate::mitm::Interceptor;
-use crate::mitm::leaf::{CertifiedLeaf, LeafCache};
+use crate::mitm::leaf::{CertifiedLeaf, LEAF_CACHE_CAPACITY, LeafCache};
+use crate::mitm::resume::OriginConfigs;
 use crate::net::{Pool, Pooled, ReadBuf, Resolver};
 use crate::observe::event::FlowId;
 use crate::observe::hub::Tap;
@@ -49,8 +50,10 @@ pub struct Worker {
     pub mitm: Arc<Interceptor>,
     /// The rules in force (reloaded on SIGHUP).
     pub rules: WorkerRules,
-    /// This worker's minted leaf certificates.
+    /// This worker's minted leaf certificates (and its client-side session-ID store).
     pub leaves: RefCell<LeafCache>,
+    /// This worker's TLS client configurations for origins, with its origin session store.
+    pub origins: OriginConfigs,
     pub metrics: Arc<WorkerMetrics>,
     /// This worker's access-log lines, handed to the log writer in batches.
     pub access: AccessLog,
@@ -93,12 +96,16 @@ impl Worker {
             dns: Resolver::new(&cfg.resolve, cfg.dns_ttl, cfg.timeouts.connect),
             pool: RefCell::new(upstream_pool(&cfg, &metrics)),
             tunnel_pools: TunnelPools::new(&tunnel_cfg),
-            mitm,
             rules: rules.for_worker(),
-            leaves: RefCell::new(LeafCache::new()),
+            leaves: RefCell::new(LeafCache::with_tickets(
+                LEAF_CACHE_CAPACITY,
+                mitm.tickets.clone(),
+            )),
+            origins: OriginConfigs::new(mitm.upstream.clone()),
             metrics,
             access: AccessLog::new(log),
             events,
+            mitm,
             tunnel_cfg,
             cfg,
             shutting_down: Cell::new(false),
@@ -138,6 +145,12 @@ impl Worker {
     /// The events queue when someone reads events now (else building them is wasted work).
     pub fn events(&self) -> Option<&Tap> {
         self.events.as_ref().filter(|t| t.active())
+    }
+
+    /// The TLS client configuration for origins on `port`: this worker's own, resuming
+    /// sessions from its own store (keyed by port and server name).
+    pub fn origin_config(&self, port: u16) -> Arc<rustls::ClientConfig> {
+        self.origins.for_port(port)
     }
 
     /// The leaf certificate for `host` from this worker's cache, minting it on a miss.
