@@ -20,6 +20,7 @@ use tracing::Instrument;
 use crate::error::ProxyError;
 use crate::http1::{self, Method, RequestHead};
 use crate::net::buf::write_vec;
+use crate::net::idle::IdleWait;
 use crate::net::{PoolKey, ReadBuf};
 use crate::rules::{Plan, RuleSet, Terminal};
 
@@ -31,6 +32,7 @@ use super::ctx::{
 };
 use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
+use super::stream::ClientRead;
 use super::{local, route, upgrade};
 
 /// How a client conversation ended.
@@ -78,8 +80,8 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
     let _ = stream.set_nodelay(true);
     let (r, w) = stream.into_split();
     let mut client = Client::new(r, w, ReadBuf::with_capacity(CLIENT_BUF_SIZE), peer);
-    // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
-    // would otherwise carry that space in its task for as long as it lives.
+    // Boxed, and freed when it returns: a tunnel that follows a CONNECT does not carry the
+    // request loop's space in its task for as long as it lives.
     let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
     match served {
         Served::Closed => {}
@@ -88,7 +90,9 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
             target,
             mut flow,
         } => {
-            let Client { r, w, buf, .. } = client;
+            let Client { r, w, buf, out, .. } = client;
+            // The write scratch is not needed by a tunnel; free it now, not when it ends.
+            drop(out);
             match r.reunite(w) {
                 Ok(stream) => {
                     let span = flow_span(&flow);
@@ -156,7 +160,13 @@ async fn tunnel(
     target: &TunnelOrigin,
     flow: &mut Flow,
 ) {
-    match connect::established(worker, stream, buf, origin, target, flow).await {
+    // Boxed: an opaque tunnel relays inside `established` for as long as it lives, so its
+    // allocation is sized for the sniff and the relay alone.
+    match Box::pin(connect::established(
+        worker, stream, buf, origin, target, flow,
+    ))
+    .await
+    {
         Sniffed::Relayed => {}
         Sniffed::Http {
             stream,
@@ -293,68 +303,79 @@ enum After {
 }
 
 /// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
-pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
+pub async fn serve_http<R: ClientRead, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     ctx: ConnCtx<'_>,
 ) -> Served {
+    let mut idle = IdleWait::new(worker.cfg.timeouts.idle_buffer_hold, CLIENT_BUF_SIZE);
     let mut first = true;
     loop {
-        if client.buf.is_empty() && !wait_for_request(worker, client, first).await {
+        if client.buf.is_empty() && !wait_for_request(worker, client, &mut idle, first).await {
             return Served::Closed;
         }
         first = false;
-        let _in_flight = worker.begin_request();
-        let mut flow = Flow::start(
-            worker.next_flow_id(),
-            client.peer,
-            worker.cfg.capture_bodies,
-        );
-        let head = match read_head(worker, client).await {
-            Ok(Next::Request(head)) => head,
-            Ok(Next::Done) => {
-                // Bytes of a request, then EOF: the client gave up on it.
-                let error = ProxyError::ClientIo(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "client closed before the request head was complete",
-                ));
-                report::head_failed(worker, &flow, &error, None);
-                return Served::Closed;
-            }
-            Err(error) => {
-                let status = error.status();
-                report::head_failed(worker, &flow, &error, status);
-                if let Some(status) = status {
-                    write_error(worker, client, &error, status).await;
-                }
-                return Served::Closed;
-            }
-        };
-        flow.url = route::request_url(&head, ctx);
-        let span = flow_span(&flow);
-        match exchange(worker, client, &head, ctx, &mut flow)
-            .instrument(span)
-            .await
-        {
-            After::Continue => {}
-            After::Close => return Served::Closed,
-            After::Tunnel(origin, target) => {
-                return Served::Tunnel {
-                    origin,
-                    target,
-                    flow: Box::new(flow),
-                };
-            }
-            After::Upgraded(up, handshake, port) => {
-                return Served::Upgraded(Box::new(Upgraded {
-                    up,
-                    handshake,
-                    flow,
-                    head,
-                    port,
-                }));
-            }
+        // Boxed: a request's pipeline is several KiB of future. Allocated while the request
+        // runs, it is not part of what an idle keep-alive connection holds between requests.
+        if let Some(served) = Box::pin(serve_request(worker, client, ctx)).await {
+            return served;
         }
+    }
+}
+
+/// One request from its head to its report: `None` when the connection stays open for the
+/// next one, else how the conversation ended.
+async fn serve_request<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    ctx: ConnCtx<'_>,
+) -> Option<Served> {
+    let _in_flight = worker.begin_request();
+    let mut flow = Flow::start(
+        worker.next_flow_id(),
+        client.peer,
+        worker.cfg.capture_bodies,
+    );
+    let head = match read_head(worker, client).await {
+        Ok(Next::Request(head)) => head,
+        Ok(Next::Done) => {
+            // Bytes of a request, then EOF: the client gave up on it.
+            let error = ProxyError::ClientIo(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed before the request head was complete",
+            ));
+            report::head_failed(worker, &flow, &error, None);
+            return Some(Served::Closed);
+        }
+        Err(error) => {
+            let status = error.status();
+            report::head_failed(worker, &flow, &error, status);
+            if let Some(status) = status {
+                write_error(worker, client, &error, status).await;
+            }
+            return Some(Served::Closed);
+        }
+    };
+    flow.url = route::request_url(&head, ctx);
+    let span = flow_span(&flow);
+    match exchange(worker, client, &head, ctx, &mut flow)
+        .instrument(span)
+        .await
+    {
+        After::Continue => None,
+        After::Close => Some(Served::Closed),
+        After::Tunnel(origin, target) => Some(Served::Tunnel {
+            origin,
+            target,
+            flow: Box::new(flow),
+        }),
+        After::Upgraded(up, handshake, port) => Some(Served::Upgraded(Box::new(Upgraded {
+            up,
+            handshake,
+            flow,
+            head,
+            port,
+        }))),
     }
 }
 
@@ -560,24 +581,27 @@ fn connect_host(target: &[u8]) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Wait for the first bytes of the next request. False: closed, idle timeout, or error.
-async fn wait_for_request<R: AsyncReadRent, W: AsyncWriteRent>(
+/// Wait for the first bytes of the next request. False: closed, idle timeout, or error. A
+/// long wait holds no read buffer (see [`ClientRead`]).
+async fn wait_for_request<R: ClientRead, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
+    idle: &mut IdleWait,
     first: bool,
 ) -> bool {
     let t = &worker.cfg.timeouts;
-    let idle = if first { t.client_head } else { t.client_idle };
+    let limit = if first { t.client_head } else { t.client_idle };
     // Idle between requests: a buffer that grew for a large body goes back to the default.
     client.buf.shrink_idle(CLIENT_BUF_SIZE);
-    match monoio::time::timeout(idle, client.buf.fill(&mut client.r, usize::MAX)).await {
-        Ok(Ok(n)) => n > 0,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "client read failed");
+    let Client { r, buf, out, .. } = client;
+    match r.next_bytes(buf, out, idle, limit).await {
+        Ok(Some(n)) => n > 0,
+        Ok(None) => {
+            tracing::debug!("client idle timeout");
             false
         }
-        Err(_) => {
-            tracing::debug!("client idle timeout");
+        Err(e) => {
+            tracing::debug!(error = %e, "client read failed");
             false
         }
     }

@@ -159,10 +159,12 @@ async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpList
                     client,
                     listener: local,
                 };
-                let serve = client::serve_tcp(worker.clone(), stream, peer);
+                let worker = worker.clone();
+                // The connection's future is made inside the task's: made outside and moved in,
+                // it would take its space twice in the task for the connection's whole life.
                 monoio::spawn(
                     async move {
-                        serve.await;
+                        client::serve_tcp(worker, stream, peer).await;
                         drop(slot);
                     }
                     .instrument(span),

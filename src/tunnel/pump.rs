@@ -75,10 +75,12 @@ impl Pump<'_> {
                 .readable(false)
                 .await
                 .map_err(|e| self.err(self.src_side, e))?;
+            // Boxed while bytes flow: an idle tunnel (most of them) then holds only the
+            // readiness wait, not the bursts' state, for as long as it lives.
             let burst = if self.splice {
-                self.splice_burst().await?
+                Box::pin(self.splice_burst()).await?
             } else {
-                self.copy_burst().await?
+                Box::pin(self.copy_burst()).await?
             };
             match burst {
                 Burst::Drained => {}
