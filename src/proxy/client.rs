@@ -9,6 +9,8 @@
 //! Timeouts: idle keep-alive before the first byte of a request, then the slowloris bound for
 //! the rest of the head.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -308,7 +310,11 @@ pub async fn serve_http<R: ClientRead, W: AsyncWriteRent>(
     client: &mut Client<R, W>,
     ctx: ConnCtx<'_>,
 ) -> Served {
-    let mut idle = IdleWait::new(worker.cfg.timeouts.idle_buffer_hold, CLIENT_BUF_SIZE);
+    let mut idle = IdleWait::new(
+        worker.cfg.timeouts.idle_buffer_hold,
+        CLIENT_BUF_SIZE,
+        worker.driver,
+    );
     let mut first = true;
     loop {
         if client.buf.is_empty() && !wait_for_request(worker, client, &mut idle, first).await {
@@ -317,10 +323,19 @@ pub async fn serve_http<R: ClientRead, W: AsyncWriteRent>(
         first = false;
         // Boxed: a request's pipeline is several KiB of future. Allocated while the request
         // runs, it is not part of what an idle keep-alive connection holds between requests.
-        if let Some(served) = Box::pin(serve_request(worker, client, ctx)).await {
+        if let Some(served) = pin_boxed(|| serve_request(worker, client, ctx)).await {
             return served;
         }
     }
+}
+
+/// `Box::pin(make())` without building the future on the stack first and copying all of its
+/// (several KiB, mostly not yet used) bytes into the box: allocating first lets the compiler
+/// write the new future straight into the allocation. Per request this saves a copy of the
+/// pipeline's whole future.
+#[inline(always)]
+fn pin_boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
 }
 
 /// One request from its head to its report: `None` when the connection stays open for the

@@ -86,7 +86,9 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         }
     };
     let tap = hub.as_ref().map(|h| h.tap(index));
-    let worker = Rc::new(Worker::new(index, cfg, mitm, &rules, metrics, tap, &log));
+    let worker = Rc::new(Worker::new(
+        index, driver, cfg, mitm, &rules, metrics, tap, &log,
+    ));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
