@@ -1,13 +1,14 @@
 //! Waiting for a keep-alive client's next request without paying memory for its silence. A
 //! read handed to io_uring owns its buffer until it completes, so a connection that waits
-//! minutes for its next request would hold a read buffer all that time. [`read_next`] waits in
-//! two phases instead: for [`IdleWait::hold`] it reads with the buffer (a busy connection never
-//! leaves this phase, and its timer existed before as the idle timeout, so it costs nothing
-//! extra); then it cancels the read — a read that completed meanwhile still hands back its bytes,
-//! nothing is lost — frees the buffer and the caller's scratch vector, and waits for readability
-//! alone (an io_uring `POLL_ADD`, or epoll readiness), allocating a buffer again only once bytes
-//! are there. On epoll the first phase's read makes its syscall only once the socket is ready,
-//! inside a poll, so it is simply dropped: no canceller bookkeeping on the hot path there.
+//! minutes for its next request would hold a read buffer all that time. The wait has two
+//! phases instead. For [`IdleWait::hold`], [`read_held`] reads with the buffer (a busy
+//! connection never leaves this phase, and its timer existed before as the idle timeout, so it
+//! costs nothing extra); then it cancels the read — one that completed meanwhile still hands
+//! back its bytes, nothing is lost. [`wait_ready`] then frees the buffer and the caller's
+//! scratch vector and waits for readability alone (an io_uring `POLL_ADD`, or epoll
+//! readiness), allocating a buffer again only once bytes are there. On epoll the first phase's
+//! read makes its syscall only once the socket is ready, inside a poll, so it is simply
+//! dropped: no canceller bookkeeping on the hot path there.
 
 use std::future::{Future, poll_fn};
 use std::io;
@@ -37,6 +38,8 @@ pub struct IdleWait {
     /// an in-flight read); false on epoll, where dropping it loses nothing.
     cancel_reads: bool,
     canceller: Option<Canceller>,
+    /// When the current wait gives up (set by [`read_held`], read by [`wait_ready`]).
+    pub deadline: Instant,
 }
 
 impl IdleWait {
@@ -46,31 +49,40 @@ impl IdleWait {
             refill,
             cancel_reads: driver == ActiveDriver::Uring,
             canceller: None,
+            deadline: Instant::now(),
         }
     }
 }
 
-/// Append the client's next bytes to `buf`; `Ok(None)` when none came within `limit`,
-/// `Ok(Some(0))` at end of stream. Past `wait.hold`, `buf` (when empty) and `scratch` are freed
-/// while the wait goes on without a buffer.
-pub async fn read_next(
+/// How the first phase of a wait ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Bytes were appended (0: end of stream).
+    Read(usize),
+    /// The hold passed with nothing read (the read was cancelled or dropped, nothing lost):
+    /// go on with [`wait_ready`] until [`IdleWait::deadline`].
+    HoldOver,
+    /// The whole wait's `limit` passed.
+    TimedOut,
+}
+
+/// Phase one: read into `buf` for at most `wait.hold` (and `limit`). Records the wait's
+/// deadline (`limit` from now) in `wait` for [`wait_ready`].
+pub async fn read_held(
     r: &mut TcpOwnedReadHalf,
     buf: &mut ReadBuf,
-    scratch: &mut Vec<u8>,
     wait: &mut IdleWait,
     limit: Duration,
-) -> io::Result<Option<usize>> {
+) -> io::Result<Held> {
     let now = Instant::now();
-    let deadline = now + limit;
-    // One timer for both phases (a monoio timer is a few hundred bytes of this future): it
-    // fires at the end of the hold, then is moved to the deadline.
-    let mut timer = pin!(monoio::time::sleep_until(
+    wait.deadline = now + limit;
+    let mut hold = pin!(monoio::time::sleep_until(
         (now + wait.hold.min(limit)).into()
     ));
     let first = if wait.cancel_reads {
         let canceller = wait.canceller.get_or_insert_with(Canceller::new);
         let mut read = pin!(buf.fill_cancelable(r, usize::MAX, canceller.handle()));
-        match race(read.as_mut(), timer.as_mut()).await {
+        match race(read.as_mut(), hold.as_mut()).await {
             Some(res) => res,
             None => {
                 // A read that completed before the cancel arrives still returns its bytes.
@@ -82,21 +94,36 @@ pub async fn read_next(
         // epoll: the read makes its syscall only inside a poll, once the socket is ready, so
         // dropping it between polls cannot lose a byte (and costs no canceller bookkeeping).
         let mut read = pin!(buf.fill(r, usize::MAX));
-        race(read.as_mut(), timer.as_mut())
+        race(read.as_mut(), hold.as_mut())
             .await
             .unwrap_or_else(|| Err(io::Error::from_raw_os_error(libc::ECANCELED)))
     };
     match first {
-        Ok(n) => return Ok(Some(n)),
-        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
-        Err(e) => return Err(e),
+        Ok(n) => Ok(Held::Read(n)),
+        Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            if Instant::now() >= wait.deadline {
+                Ok(Held::TimedOut)
+            } else {
+                Ok(Held::HoldOver)
+            }
+        }
+        Err(e) => Err(e),
     }
-    if Instant::now() >= deadline {
-        return Ok(None);
-    }
+}
+
+/// Phase two, after [`Held::HoldOver`]: free `buf` (it is empty) and `scratch`, wait for
+/// readability alone until the wait's deadline, then read into a buffer of `wait.refill`
+/// bytes. `Ok(None)` at the deadline, `Ok(Some(0))` at end of stream.
+pub async fn wait_ready(
+    r: &mut TcpOwnedReadHalf,
+    buf: &mut ReadBuf,
+    scratch: &mut Vec<u8>,
+    wait: &IdleWait,
+) -> io::Result<Option<usize>> {
     buf.release();
     *scratch = Vec::new();
-    timer.as_mut().reset(deadline.into());
+    // One timer for both steps (a monoio timer is a few hundred bytes of this future).
+    let mut timer = pin!(monoio::time::sleep_until(wait.deadline.into()));
     match race(pin!(sys::read_half_readable(r)), timer.as_mut()).await {
         None => return Ok(None),
         Some(ready) => ready?,
@@ -132,6 +159,21 @@ mod tests {
 
     use super::*;
     use crate::net::testutil::on_both_drivers;
+
+    /// Both phases, as the connection loop runs them.
+    async fn read_next(
+        r: &mut TcpOwnedReadHalf,
+        buf: &mut ReadBuf,
+        scratch: &mut Vec<u8>,
+        wait: &mut IdleWait,
+        limit: Duration,
+    ) -> io::Result<Option<usize>> {
+        match read_held(r, buf, wait, limit).await? {
+            Held::Read(n) => Ok(Some(n)),
+            Held::TimedOut => Ok(None),
+            Held::HoldOver => wait_ready(r, buf, scratch, wait).await,
+        }
+    }
 
     /// Rounds of the race below: bytes written as the hold ends, around the cancel.
     const ROUNDS: usize = 60;

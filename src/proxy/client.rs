@@ -22,7 +22,7 @@ use tracing::Instrument;
 use crate::error::ProxyError;
 use crate::http1::{self, Method, RequestHead};
 use crate::net::buf::write_vec;
-use crate::net::idle::IdleWait;
+use crate::net::idle::{Held, IdleWait};
 use crate::net::{PoolKey, ReadBuf};
 use crate::rules::{Plan, RuleSet, Terminal};
 
@@ -317,22 +317,65 @@ pub async fn serve_http<R: ClientRead, W: AsyncWriteRent>(
     );
     let mut first = true;
     loop {
-        if client.buf.is_empty() && !wait_for_request(worker, client, &mut idle, first).await {
-            return Served::Closed;
+        // Boxed: the request pipeline's future is several KiB. It lives while the connection
+        // is busy (one allocation however many requests follow each other) and is freed when
+        // the client goes quiet past the hold, so an idle connection does not hold it.
+        let busy = pin_boxed(|| serve_busy(worker, client, ctx, &mut idle, first)).await;
+        first = false;
+        match busy {
+            Busy::Ended(served) => return served,
+            Busy::Quiet => {}
+        }
+        let Client { r, buf, out, .. } = &mut *client;
+        match r.wait_ready(buf, out, &idle).await {
+            Ok(Some(n)) if n > 0 => {}
+            Ok(Some(_)) => return Served::Closed,
+            Ok(None) => {
+                tracing::debug!("client idle timeout");
+                return Served::Closed;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "client read failed");
+                return Served::Closed;
+            }
+        }
+    }
+}
+
+/// How a busy stretch of a connection ended.
+enum Busy {
+    /// The conversation is over.
+    Ended(Served),
+    /// The client sent nothing during the hold: wait for it without buffers.
+    Quiet,
+}
+
+/// Requests one after another while the client keeps the connection busy.
+async fn serve_busy<R: ClientRead, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    ctx: ConnCtx<'_>,
+    idle: &mut IdleWait,
+    mut first: bool,
+) -> Busy {
+    loop {
+        if client.buf.is_empty() {
+            match wait_for_request(worker, client, idle, first).await {
+                Waited::Bytes => {}
+                Waited::Quiet => return Busy::Quiet,
+                Waited::Closed => return Busy::Ended(Served::Closed),
+            }
         }
         first = false;
-        // Boxed: a request's pipeline is several KiB of future. Allocated while the request
-        // runs, it is not part of what an idle keep-alive connection holds between requests.
-        if let Some(served) = pin_boxed(|| serve_request(worker, client, ctx)).await {
-            return served;
+        if let Some(served) = serve_request(worker, client, ctx).await {
+            return Busy::Ended(served);
         }
     }
 }
 
 /// `Box::pin(make())` without building the future on the stack first and copying all of its
 /// (several KiB, mostly not yet used) bytes into the box: allocating first lets the compiler
-/// write the new future straight into the allocation. Per request this saves a copy of the
-/// pipeline's whole future.
+/// write the new future straight into the allocation.
 #[inline(always)]
 fn pin_boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
     Box::into_pin(Box::write(Box::new_uninit(), make()))
@@ -596,28 +639,37 @@ fn connect_host(target: &[u8]) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Wait for the first bytes of the next request. False: closed, idle timeout, or error. A
-/// long wait holds no read buffer (see [`ClientRead`]).
+/// What waiting for the next request's first bytes produced.
+enum Waited {
+    Bytes,
+    /// Nothing during the hold: the wait goes on without buffers ([`ClientRead::wait_ready`]).
+    Quiet,
+    /// Closed, idle timeout, or error.
+    Closed,
+}
+
+/// Wait for the first bytes of the next request, with the read buffer for the hold at most.
 async fn wait_for_request<R: ClientRead, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     idle: &mut IdleWait,
     first: bool,
-) -> bool {
+) -> Waited {
     let t = &worker.cfg.timeouts;
     let limit = if first { t.client_head } else { t.client_idle };
     // Idle between requests: a buffer that grew for a large body goes back to the default.
     client.buf.shrink_idle(CLIENT_BUF_SIZE);
-    let Client { r, buf, out, .. } = client;
-    match r.next_bytes(buf, out, idle, limit).await {
-        Ok(Some(n)) => n > 0,
-        Ok(None) => {
+    match client.r.read_held(&mut client.buf, idle, limit).await {
+        Ok(Held::Read(n)) if n > 0 => Waited::Bytes,
+        Ok(Held::Read(_)) => Waited::Closed,
+        Ok(Held::HoldOver) => Waited::Quiet,
+        Ok(Held::TimedOut) => {
             tracing::debug!("client idle timeout");
-            false
+            Waited::Closed
         }
         Err(e) => {
             tracing::debug!(error = %e, "client read failed");
-            false
+            Waited::Closed
         }
     }
 }

@@ -15,7 +15,7 @@ use monoio::net::tcp::{TcpOwnedReadHalf, TcpOwnedWriteHalf};
 
 use crate::mitm::tls::{TlsReader, TlsWriter};
 use crate::net::ReadBuf;
-use crate::net::idle::{self, IdleWait};
+use crate::net::idle::{self, Held, IdleWait};
 
 /// Read half of an origin connection.
 pub enum UpRead {
@@ -75,43 +75,71 @@ impl AsyncWriteRent for UpWrite {
     }
 }
 
-/// A client connection's read half as the connection loop waits for its next request: plain
-/// TCP gives its read buffer back while it waits long ([`crate::net::idle`]); decrypted TLS
-/// keeps reading with it (rustls may hold decrypted bytes no socket readiness would announce).
+/// A client connection's read half as the connection loop waits for its next request, in the
+/// two phases of [`crate::net::idle`]: plain TCP gives its read buffer back while it waits
+/// long; decrypted TLS keeps reading with it (rustls may hold decrypted bytes no socket
+/// readiness would announce), so its first phase never ends in [`Held::HoldOver`].
 pub trait ClientRead: AsyncReadRent {
-    /// Append the client's next bytes to `buf`: `Ok(None)` when none came within `limit`,
-    /// `Ok(Some(0))` at end of stream. `scratch` (the connection's write scratch) may be freed
-    /// while the wait lasts.
-    fn next_bytes(
+    /// Phase one: read into `buf` for at most the hold (TLS: `limit`).
+    fn read_held(
+        &mut self,
+        buf: &mut ReadBuf,
+        wait: &mut IdleWait,
+        limit: Duration,
+    ) -> impl Future<Output = io::Result<Held>>;
+
+    /// Phase two, after [`Held::HoldOver`]: wait without a buffer (freeing `buf` and
+    /// `scratch`), then read. `Ok(None)` at the wait's deadline.
+    fn wait_ready(
         &mut self,
         buf: &mut ReadBuf,
         scratch: &mut Vec<u8>,
-        wait: &mut IdleWait,
-        limit: Duration,
+        wait: &IdleWait,
     ) -> impl Future<Output = io::Result<Option<usize>>>;
 }
 
 impl ClientRead for TcpOwnedReadHalf {
-    fn next_bytes(
+    fn read_held(
+        &mut self,
+        buf: &mut ReadBuf,
+        wait: &mut IdleWait,
+        limit: Duration,
+    ) -> impl Future<Output = io::Result<Held>> {
+        idle::read_held(self, buf, wait, limit)
+    }
+
+    fn wait_ready(
         &mut self,
         buf: &mut ReadBuf,
         scratch: &mut Vec<u8>,
-        wait: &mut IdleWait,
-        limit: Duration,
+        wait: &IdleWait,
     ) -> impl Future<Output = io::Result<Option<usize>>> {
-        idle::read_next(self, buf, scratch, wait, limit)
+        idle::wait_ready(self, buf, scratch, wait)
     }
 }
 
 impl ClientRead for TlsReader {
-    async fn next_bytes(
+    async fn read_held(
+        &mut self,
+        buf: &mut ReadBuf,
+        _wait: &mut IdleWait,
+        limit: Duration,
+    ) -> io::Result<Held> {
+        match monoio::time::timeout(limit, buf.fill(self, usize::MAX)).await {
+            Ok(read) => read.map(Held::Read),
+            Err(_) => Ok(Held::TimedOut),
+        }
+    }
+
+    async fn wait_ready(
         &mut self,
         buf: &mut ReadBuf,
         _scratch: &mut Vec<u8>,
-        _wait: &mut IdleWait,
-        limit: Duration,
+        wait: &IdleWait,
     ) -> io::Result<Option<usize>> {
-        match monoio::time::timeout(limit, buf.fill(self, usize::MAX)).await {
+        // Not reached (`read_held` never answers `HoldOver` here); reads until the deadline.
+        let read = buf.fill(self, usize::MAX);
+        match monoio::time::timeout_at(wait.deadline.into(), read).await {
             Ok(read) => read.map(Some),
             Err(_) => Ok(None),
         }
