@@ -744,7 +744,31 @@ async fn write_error<R, W: AsyncWriteRent>(
 
 #[cfg(test)]
 mod tests {
-    use super::connect_host;
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An idle keep-alive connection or tunnel holds its task's future for as long as it
+    /// lives, so the long-lived futures stay small: the request pipeline (several KiB) is
+    /// boxed per busy stretch, a tunnel's sniff and relay apart from the request loop. The
+    /// bounds are loose: they catch the pipeline being inlined again, not a field added.
+    #[test]
+    fn long_lived_futures_stay_small() {
+        type R = TcpOwnedReadHalf;
+        type W = TcpOwnedWriteHalf;
+        let pipeline = future_size(serve_request::<R, W>);
+        let conn = future_size(serve_tcp);
+        let requests = future_size(serve_http::<R, W>);
+        assert!(
+            pipeline > 4096,
+            "the pipeline is {pipeline} bytes: is boxing it still worth it?"
+        );
+        assert!(conn < 2048, "serve_tcp's future is {conn} bytes");
+        assert!(requests < 2560, "serve_http's future is {requests} bytes");
+    }
 
     #[test]
     fn connect_hosts() {
