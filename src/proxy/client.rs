@@ -98,9 +98,36 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
             match r.reunite(w) {
                 Ok(stream) => {
                     let span = flow_span(&flow);
-                    tunnel(&worker, stream, buf, origin, &target, &mut flow)
-                        .instrument(span)
-                        .await
+                    // Boxed: an opaque tunnel relays inside `established` for as long as it
+                    // lives, so its allocation is sized for the sniff and the relay alone (and
+                    // this task's future for the request loop's few locals).
+                    let sniffed = Box::pin(connect::established(
+                        &worker, stream, buf, origin, &target, &mut flow,
+                    ))
+                    .instrument(span.clone())
+                    .await;
+                    // What the tunnel carries, served in allocations of its own.
+                    match sniffed {
+                        Sniffed::Relayed => {}
+                        Sniffed::Http {
+                            stream,
+                            buf,
+                            origin,
+                            tunnel,
+                        } => {
+                            let (worker, target) = (&*worker, &target);
+                            Box::pin(serve_tunnel_http(
+                                worker, stream, buf, origin, target, &mut flow, tunnel,
+                            ))
+                            .instrument(span)
+                            .await
+                        }
+                        Sniffed::Intercepted(parts) => {
+                            Box::pin(serve_intercepted(&worker, *parts, &target, &mut flow))
+                                .instrument(span)
+                                .await
+                        }
+                    }
                 }
                 // Cannot happen: both halves come from the same `into_split` above.
                 Err(_) => {
@@ -151,40 +178,6 @@ fn finish_upgraded(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u
         .map_or((0, 0), |u| (u.bytes_up, u.bytes_down));
     report::finish(worker, flow, head, port);
     moved
-}
-
-/// After `200 Connection established`: sniff, then relay or serve what the tunnel carries.
-async fn tunnel(
-    worker: &Worker,
-    stream: TcpStream,
-    buf: ReadBuf,
-    origin: TcpStream,
-    target: &TunnelOrigin,
-    flow: &mut Flow,
-) {
-    // Boxed: an opaque tunnel relays inside `established` for as long as it lives, so its
-    // allocation is sized for the sniff and the relay alone.
-    match Box::pin(connect::established(
-        worker, stream, buf, origin, target, flow,
-    ))
-    .await
-    {
-        Sniffed::Relayed => {}
-        Sniffed::Http {
-            stream,
-            buf,
-            origin,
-            tunnel,
-        } => {
-            Box::pin(serve_tunnel_http(
-                worker, stream, buf, origin, target, flow, tunnel,
-            ))
-            .await
-        }
-        Sniffed::Intercepted(parts) => {
-            Box::pin(serve_intercepted(worker, *parts, target, flow)).await
-        }
-    }
 }
 
 /// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
