@@ -131,9 +131,7 @@ pub async fn wait_ready(
     buf.reserve_total(wait.refill);
     // Readable: this read completes at once. Dropped only at the deadline, when the caller
     // closes the connection anyway.
-    Ok(race(pin!(buf.fill(r, usize::MAX)), timer)
-        .await
-        .transpose()?)
+    race(pin!(buf.fill(r, usize::MAX)), timer).await.transpose()
 }
 
 /// `Some(output)` of `op` if it completes before `timer` fires, else `None` (`op` is left as
