@@ -99,8 +99,8 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
                 Ok(stream) => {
                     let span = flow_span(&flow);
                     // Boxed: an opaque tunnel relays inside `established` for as long as it
-                    // lives, so its allocation is sized for the sniff and the relay alone (and
-                    // this task's future for the request loop's few locals).
+                    // lives, so that allocation is sized for the sniff and the relay alone, and
+                    // this task's own future stays small.
                     let sniffed = Box::pin(connect::established(
                         &worker, stream, buf, origin, &target, &mut flow,
                     ))
