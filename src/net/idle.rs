@@ -101,6 +101,9 @@ pub async fn read_held(
     match first {
         Ok(n) => Ok(Held::Read(n)),
         Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+            // Going quiet: the canceller (an `Rc` and a small table) is made again when
+            // requests flow again.
+            wait.canceller = None;
             if Instant::now() >= wait.deadline {
                 Ok(Held::TimedOut)
             } else {

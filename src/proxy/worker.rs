@@ -122,11 +122,12 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
 }
 
 /// Hands the worker's buffered access lines to the log writer every so often, so lines show
-/// up promptly when traffic is light.
+/// up promptly when traffic is light, and lets the allocator give back pages freed meanwhile.
 async fn flush_access_log(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(ACCESS_FLUSH_EVERY).await;
         worker.access.flush();
+        crate::net::runtime::release_freed_memory();
     }
 }
 
