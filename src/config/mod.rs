@@ -54,6 +54,9 @@ pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
 /// After `200 Connection established`: how long to wait for the client's first bytes before
 /// treating the tunnel as opaque (server-first protocols send nothing from the client).
 pub const DEFAULT_SNIFF_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long an idle keep-alive client connection keeps its read buffer before waiting for its
+/// next request without one.
+pub use crate::net::idle::DEFAULT_IDLE_BUFFER_HOLD;
 /// A CONNECT tunnel with no byte in either direction for this long is closed.
 pub use crate::tunnel::DEFAULT_IDLE_TIMEOUT as DEFAULT_TUNNEL_IDLE_TIMEOUT;
 /// Kernel pipe size for spliced tunnels (`F_SETPIPE_SZ`), per direction while bytes flow.
@@ -82,6 +85,8 @@ pub struct Timeouts {
     pub drain: Duration,
     pub sniff: Duration,
     pub tunnel_idle: Duration,
+    /// How long an idle keep-alive client keeps its read buffer (`net::idle`).
+    pub idle_buffer_hold: Duration,
 }
 
 /// The resolved configuration shared (read-only) by every worker.
@@ -246,6 +251,7 @@ impl Config {
             drain: s.drain_timeout.unwrap_or(DEFAULT_DRAIN_TIMEOUT),
             sniff: s.sniff_timeout.unwrap_or(DEFAULT_SNIFF_TIMEOUT),
             tunnel_idle: s.tunnel_idle_timeout.unwrap_or(DEFAULT_TUNNEL_IDLE_TIMEOUT),
+            idle_buffer_hold: s.idle_buffer_hold.unwrap_or(DEFAULT_IDLE_BUFFER_HOLD),
         };
         for (key, d) in [
             ("client_head_timeout", timeouts.client_head),
@@ -255,6 +261,7 @@ impl Config {
             ("upstream_idle_timeout", timeouts.upstream_idle),
             ("sniff_timeout", timeouts.sniff),
             ("tunnel_idle_timeout", timeouts.tunnel_idle),
+            ("idle_buffer_hold", timeouts.idle_buffer_hold),
         ] {
             if d.is_zero() {
                 return Err(invalid(key, "must be greater than zero"));

@@ -96,6 +96,11 @@ pub struct Settings {
     /// Idle upstream connections kept per origin per worker.
     #[arg(long, value_name = "N")]
     pub pool_max_per_host: Option<usize>,
+    /// How long an idle keep-alive client connection keeps its read buffer; after that it waits
+    /// for its next request without one. Default 1s.
+    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub idle_buffer_hold: Option<Duration>,
     /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
@@ -309,6 +314,7 @@ impl Settings {
             max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
             max_headers: self.max_headers.or(file.max_headers),
             pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
+            idle_buffer_hold: self.idle_buffer_hold.or(file.idle_buffer_hold),
             sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),

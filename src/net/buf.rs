@@ -8,7 +8,9 @@ use std::io;
 use std::mem;
 
 use monoio::buf::{IoBuf, IoBufMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 
 /// Always leave at least this much room for a read before growing.
 const MIN_READ_SPACE: usize = 2048;
@@ -93,10 +95,38 @@ impl ReadBuf {
         }
     }
 
-    /// Read once from `io`, appending at most `limit` bytes. Returns the count; 0 means EOF
-    /// (or `limit == 0`). If the future is dropped mid-read the buffered bytes are lost, so only
-    /// drop it when the connection is being closed anyway.
-    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R, limit: usize) -> io::Result<usize> {
+    /// Give the storage back while nothing is buffered (a connection about to sit idle for a
+    /// long time); the next read allocates again. A buffer holding bytes is left as it is.
+    pub fn release(&mut self) {
+        if self.is_empty() {
+            self.data = Vec::new();
+            self.start = 0;
+        }
+    }
+
+    /// [`fill`](Self::fill) as a read that `handle`'s canceller can cancel: a cancelled read
+    /// returns `ECANCELED` with nothing appended, and one that completed before the cancel
+    /// reached the kernel still appends its bytes, so cancelling never loses data (unlike
+    /// dropping the future of an in-flight io_uring read).
+    pub async fn fill_cancelable<R: CancelableAsyncReadRent>(
+        &mut self,
+        io: &mut R,
+        limit: usize,
+        handle: CancelHandle,
+    ) -> io::Result<usize> {
+        let Some((len, end)) = self.make_room(limit) else {
+            return Ok(0);
+        };
+        let buf = mem::take(&mut self.data);
+        let (res, slice) = io.cancelable_read(buf.slice_mut(len..end), handle).await;
+        self.data = slice.into_inner();
+        res
+    }
+
+    /// Room for one read of at most `limit` bytes: the range of `data` to read into, or `None`
+    /// when `limit` is 0.
+    #[inline]
+    fn make_room(&mut self, limit: usize) -> Option<(usize, usize)> {
         if self.start > 0 {
             self.data.drain(..self.start);
             self.start = 0;
@@ -106,9 +136,16 @@ impl ReadBuf {
         }
         let len = self.data.len();
         let end = self.data.capacity().min(len.saturating_add(limit));
-        if end == len {
+        (end > len).then_some((len, end))
+    }
+
+    /// Read once from `io`, appending at most `limit` bytes. Returns the count; 0 means EOF
+    /// (or `limit == 0`). If the future is dropped mid-read the buffered bytes are lost, so only
+    /// drop it when the connection is being closed anyway.
+    pub async fn fill<R: AsyncReadRent>(&mut self, io: &mut R, limit: usize) -> io::Result<usize> {
+        let Some((len, end)) = self.make_room(limit) else {
             return Ok(0);
-        }
+        };
         let buf = mem::take(&mut self.data);
         let (res, slice) = io.read(buf.slice_mut(len..end)).await;
         self.data = slice.into_inner();
@@ -166,6 +203,16 @@ mod tests {
         let before = buf.capacity();
         buf.shrink_idle(before);
         assert_eq!(buf.capacity(), before);
+    }
+
+    #[test]
+    fn release_frees_only_an_empty_buffer() {
+        let mut buf = ReadBuf::from_prefix(b"kept".to_vec());
+        buf.release();
+        assert_eq!(buf.bytes(), b"kept");
+        buf.consume(4);
+        buf.release();
+        assert_eq!(buf.capacity(), 0);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod buf;
 pub mod dial;
 pub mod dns;
+pub mod idle;
 pub mod listener;
 pub mod pool;
 pub mod runtime;

@@ -1,7 +1,12 @@
-//! The few raw socket calls monoio does not wrap. This is the only module of `net` with
-//! `unsafe`; each call is a plain syscall on a file descriptor the caller owns and keeps open.
+//! The few raw socket calls monoio does not wrap, and the one look through a monoio owned read
+//! half at its stream. This is the only module of `net` with `unsafe`; each call is a plain
+//! syscall on a file descriptor the caller owns and keeps open.
 
+use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+
+use monoio::net::TcpStream;
+use monoio::net::tcp::TcpOwnedReadHalf;
 
 /// State of an idle pooled connection, checked without blocking before it is reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +44,21 @@ pub fn borrow_socket(stream: &monoio::net::TcpStream) -> BorrowedFd<'_> {
     // SAFETY: `stream` owns its fd and closes it only on drop, so the fd stays open for as
     // long as the returned value borrows `stream`.
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
+}
+
+/// Wait until the socket behind a TCP read half is readable (data, end of stream or an error),
+/// holding no read buffer: an io_uring `POLL_ADD`, or on epoll the cached readiness re-checked
+/// with `poll(2)` (`relaxed = false`). The caller must not use the matching write half while
+/// this future is alive (see the SAFETY note).
+pub async fn read_half_readable(half: &TcpOwnedReadHalf) -> io::Result<()> {
+    // SAFETY: monoio's owned halves share the stream as `Rc<UnsafeCell<TcpStream>>` and each
+    // creates a `&mut TcpStream` only while one of its own I/O futures is being created. This
+    // shared reference lives for this future; `half` is borrowed, so its owner creates no read
+    // future meanwhile, and the connection loop that calls this (waiting for a client's next
+    // request) has no write in flight and starts none until the wait ends — so no `&mut` to the
+    // stream exists while this `&` does. `readable` itself only registers interest in the fd.
+    let stream: &TcpStream = unsafe { &*half.0.get() };
+    stream.readable(false).await
 }
 
 #[cfg(test)]

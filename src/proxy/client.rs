@@ -9,6 +9,8 @@
 //! Timeouts: idle keep-alive before the first byte of a request, then the slowloris bound for
 //! the rest of the head.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Instant;
 
@@ -20,6 +22,7 @@ use tracing::Instrument;
 use crate::error::ProxyError;
 use crate::http1::{self, Method, RequestHead};
 use crate::net::buf::write_vec;
+use crate::net::idle::{Held, IdleWait};
 use crate::net::{PoolKey, ReadBuf};
 use crate::rules::{Plan, RuleSet, Terminal};
 
@@ -31,6 +34,7 @@ use super::ctx::{
 };
 use super::forward::{self, Forwarded};
 use super::report::{self, Tunnel, TunnelEnded};
+use super::stream::ClientRead;
 use super::{local, route, upgrade};
 
 /// How a client conversation ended.
@@ -77,8 +81,8 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
     // Best effort: a failure only costs latency.
     let _ = stream.set_nodelay(true);
     let mut client = Client::tcp(stream, ReadBuf::with_capacity(CLIENT_BUF_SIZE), peer);
-    // Boxed: the HTTP pipeline's future is several KiB, and a tunnel that follows a CONNECT
-    // would otherwise carry that space in its task for as long as it lives.
+    // Boxed, and freed when it returns: a tunnel that follows a CONNECT does not carry the
+    // request loop's space in its task for as long as it lives.
     let served = Box::pin(serve_http(&worker, &mut client, ConnCtx::Proxy)).await;
     match served {
         Served::Closed => {}
@@ -87,13 +91,42 @@ pub async fn serve_tcp(worker: Rc<Worker>, stream: TcpStream, peer: Peer) {
             target,
             mut flow,
         } => {
-            let Client { r, w, buf, .. } = client;
+            let Client { r, w, buf, out, .. } = client;
+            // The write scratch is not needed by a tunnel; free it now, not when it ends.
+            drop(out);
             match r.reunite(w) {
                 Ok(stream) => {
                     let span = flow_span(&flow);
-                    tunnel(&worker, stream, buf, origin, &target, &mut flow)
-                        .instrument(span)
-                        .await
+                    // Boxed: an opaque tunnel relays inside `established` for as long as it
+                    // lives, so that allocation is sized for the sniff and the relay alone, and
+                    // this task's own future stays small.
+                    let sniffed = Box::pin(connect::established(
+                        &worker, stream, buf, origin, &target, &mut flow,
+                    ))
+                    .instrument(span.clone())
+                    .await;
+                    // What the tunnel carries, served in allocations of its own.
+                    match sniffed {
+                        Sniffed::Relayed => {}
+                        Sniffed::Http {
+                            stream,
+                            buf,
+                            origin,
+                            tunnel,
+                        } => {
+                            let (worker, target) = (&*worker, &target);
+                            Box::pin(serve_tunnel_http(
+                                worker, stream, buf, origin, target, &mut flow, tunnel,
+                            ))
+                            .instrument(span)
+                            .await
+                        }
+                        Sniffed::Intercepted(parts) => {
+                            Box::pin(serve_intercepted(&worker, *parts, &target, &mut flow))
+                                .instrument(span)
+                                .await
+                        }
+                    }
                 }
                 // Cannot happen: both halves come from the same split in `Client::tcp`.
                 Err(_) => {
@@ -144,34 +177,6 @@ fn finish_upgraded(worker: &Worker, flow: &mut Flow, head: &RequestHead, port: u
         .map_or((0, 0), |u| (u.bytes_up, u.bytes_down));
     report::finish(worker, flow, head, port);
     moved
-}
-
-/// After `200 Connection established`: sniff, then relay or serve what the tunnel carries.
-async fn tunnel(
-    worker: &Worker,
-    stream: TcpStream,
-    buf: ReadBuf,
-    origin: TcpStream,
-    target: &TunnelOrigin,
-    flow: &mut Flow,
-) {
-    match connect::established(worker, stream, buf, origin, target, flow).await {
-        Sniffed::Relayed => {}
-        Sniffed::Http {
-            stream,
-            buf,
-            origin,
-            tunnel,
-        } => {
-            Box::pin(serve_tunnel_http(
-                worker, stream, buf, origin, target, flow, tunnel,
-            ))
-            .await
-        }
-        Sniffed::Intercepted(parts) => {
-            Box::pin(serve_intercepted(worker, *parts, target, flow)).await
-        }
-    }
 }
 
 /// HTTP/1 inside the tunnel: the connection already dialed to the tunnel's origin becomes the
@@ -291,68 +296,135 @@ enum After {
 }
 
 /// Answer requests on `client` until it closes, fails, asks to close, or opens a tunnel.
-pub async fn serve_http<R: AsyncReadRent, W: AsyncWriteRent>(
+pub async fn serve_http<R: ClientRead, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
     ctx: ConnCtx<'_>,
 ) -> Served {
+    let mut idle = IdleWait::new(
+        worker.cfg.timeouts.idle_buffer_hold,
+        CLIENT_BUF_SIZE,
+        worker.driver,
+    );
     let mut first = true;
     loop {
-        if client.buf.is_empty() && !wait_for_request(worker, client, first).await {
-            return Served::Closed;
+        // Boxed: the request pipeline's future is several KiB. It lives while the connection
+        // is busy (one allocation however many requests follow each other) and is freed when
+        // the client goes quiet past the hold, so an idle connection does not hold it.
+        let busy = pin_boxed(|| serve_busy(worker, client, ctx, &mut idle, first)).await;
+        first = false;
+        match busy {
+            Busy::Ended(served) => return served,
+            Busy::Quiet => {}
+        }
+        let Client { r, buf, out, .. } = &mut *client;
+        match r.wait_ready(buf, out, &idle).await {
+            Ok(Some(n)) if n > 0 => {}
+            Ok(Some(_)) => return Served::Closed,
+            Ok(None) => {
+                tracing::debug!("client idle timeout");
+                return Served::Closed;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "client read failed");
+                return Served::Closed;
+            }
+        }
+    }
+}
+
+/// How a busy stretch of a connection ended.
+enum Busy {
+    /// The conversation is over.
+    Ended(Served),
+    /// The client sent nothing during the hold: wait for it without buffers.
+    Quiet,
+}
+
+/// Requests one after another while the client keeps the connection busy.
+async fn serve_busy<R: ClientRead, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    ctx: ConnCtx<'_>,
+    idle: &mut IdleWait,
+    mut first: bool,
+) -> Busy {
+    loop {
+        if client.buf.is_empty() {
+            match wait_for_request(worker, client, idle, first).await {
+                Waited::Bytes => {}
+                Waited::Quiet => return Busy::Quiet,
+                Waited::Closed => return Busy::Ended(Served::Closed),
+            }
         }
         first = false;
-        let _in_flight = worker.begin_request();
-        let mut flow = Flow::start(
-            worker.next_flow_id(),
-            client.peer,
-            worker.cfg.capture_bodies,
-        );
-        let head = match read_head(worker, client).await {
-            Ok(Next::Request(head)) => head,
-            Ok(Next::Done) => {
-                // Bytes of a request, then EOF: the client gave up on it.
-                let error = ProxyError::ClientIo(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    "client closed before the request head was complete",
-                ));
-                report::head_failed(worker, &flow, &error, None);
-                return Served::Closed;
-            }
-            Err(error) => {
-                let status = error.status();
-                report::head_failed(worker, &flow, &error, status);
-                if let Some(status) = status {
-                    write_error(worker, client, &error, status).await;
-                }
-                return Served::Closed;
-            }
-        };
-        flow.url = route::request_url(&head, ctx);
-        let span = flow_span(&flow);
-        match exchange(worker, client, &head, ctx, &mut flow)
-            .instrument(span)
-            .await
-        {
-            After::Continue => {}
-            After::Close => return Served::Closed,
-            After::Tunnel(origin, target) => {
-                return Served::Tunnel {
-                    origin,
-                    target,
-                    flow: Box::new(flow),
-                };
-            }
-            After::Upgraded(up, handshake, port) => {
-                return Served::Upgraded(Box::new(Upgraded {
-                    up,
-                    handshake,
-                    flow,
-                    head,
-                    port,
-                }));
-            }
+        if let Some(served) = serve_request(worker, client, ctx).await {
+            return Busy::Ended(served);
         }
+    }
+}
+
+/// `Box::pin(make())` without building the future on the stack first and copying all of its
+/// (several KiB, mostly not yet used) bytes into the box: allocating first lets the compiler
+/// write the new future straight into the allocation.
+#[inline(always)]
+fn pin_boxed<F: Future>(make: impl FnOnce() -> F) -> Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
+/// One request from its head to its report: `None` when the connection stays open for the
+/// next one, else how the conversation ended.
+async fn serve_request<R: AsyncReadRent, W: AsyncWriteRent>(
+    worker: &Worker,
+    client: &mut Client<R, W>,
+    ctx: ConnCtx<'_>,
+) -> Option<Served> {
+    let _in_flight = worker.begin_request();
+    let mut flow = Flow::start(
+        worker.next_flow_id(),
+        client.peer,
+        worker.cfg.capture_bodies,
+    );
+    let head = match read_head(worker, client).await {
+        Ok(Next::Request(head)) => head,
+        Ok(Next::Done) => {
+            // Bytes of a request, then EOF: the client gave up on it.
+            let error = ProxyError::ClientIo(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "client closed before the request head was complete",
+            ));
+            report::head_failed(worker, &flow, &error, None);
+            return Some(Served::Closed);
+        }
+        Err(error) => {
+            let status = error.status();
+            report::head_failed(worker, &flow, &error, status);
+            if let Some(status) = status {
+                write_error(worker, client, &error, status).await;
+            }
+            return Some(Served::Closed);
+        }
+    };
+    flow.url = route::request_url(&head, ctx);
+    let span = flow_span(&flow);
+    match exchange(worker, client, &head, ctx, &mut flow)
+        .instrument(span)
+        .await
+    {
+        After::Continue => None,
+        After::Close => Some(Served::Closed),
+        After::Tunnel(origin, target) => Some(Served::Tunnel {
+            origin,
+            target,
+            flow: Box::new(flow),
+        }),
+        After::Upgraded(up, handshake, port) => Some(Served::Upgraded(Box::new(Upgraded {
+            up,
+            handshake,
+            flow,
+            head,
+            port,
+        }))),
     }
 }
 
@@ -558,25 +630,37 @@ fn connect_host(target: &[u8]) -> &str {
     host.trim_start_matches('[').trim_end_matches(']')
 }
 
-/// Wait for the first bytes of the next request. False: closed, idle timeout, or error.
-async fn wait_for_request<R: AsyncReadRent, W: AsyncWriteRent>(
+/// What waiting for the next request's first bytes produced.
+enum Waited {
+    Bytes,
+    /// Nothing during the hold: the wait goes on without buffers ([`ClientRead::wait_ready`]).
+    Quiet,
+    /// Closed, idle timeout, or error.
+    Closed,
+}
+
+/// Wait for the first bytes of the next request, with the read buffer for the hold at most.
+async fn wait_for_request<R: ClientRead, W: AsyncWriteRent>(
     worker: &Worker,
     client: &mut Client<R, W>,
+    idle: &mut IdleWait,
     first: bool,
-) -> bool {
+) -> Waited {
     let t = &worker.cfg.timeouts;
-    let idle = if first { t.client_head } else { t.client_idle };
+    let limit = if first { t.client_head } else { t.client_idle };
     // Idle between requests: a buffer that grew for a large body goes back to the default.
     client.buf.shrink_idle(CLIENT_BUF_SIZE);
-    match monoio::time::timeout(idle, client.buf.fill(&mut client.r, usize::MAX)).await {
-        Ok(Ok(n)) => n > 0,
-        Ok(Err(e)) => {
-            tracing::debug!(error = %e, "client read failed");
-            false
-        }
-        Err(_) => {
+    match client.r.read_held(&mut client.buf, idle, limit).await {
+        Ok(Held::Read(n)) if n > 0 => Waited::Bytes,
+        Ok(Held::Read(_)) => Waited::Closed,
+        Ok(Held::HoldOver) => Waited::Quiet,
+        Ok(Held::TimedOut) => {
             tracing::debug!("client idle timeout");
-            false
+            Waited::Closed
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "client read failed");
+            Waited::Closed
         }
     }
 }
@@ -651,7 +735,31 @@ async fn write_error<R, W: AsyncWriteRent>(
 
 #[cfg(test)]
 mod tests {
-    use super::connect_host;
+    use super::*;
+
+    /// The size of the future `f` returns, without calling it.
+    fn future_size<A, B, C, Fut, F: FnOnce(A, B, C) -> Fut>(_: F) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// An idle keep-alive connection or tunnel holds its task's future for as long as it
+    /// lives, so the long-lived futures stay small: the request pipeline (several KiB) is
+    /// boxed per busy stretch, a tunnel's sniff and relay apart from the request loop. The
+    /// bounds are loose: they catch the pipeline being inlined again, not a field added.
+    #[test]
+    fn long_lived_futures_stay_small() {
+        type R = TcpOwnedReadHalf;
+        type W = TcpOwnedWriteHalf;
+        let pipeline = future_size(serve_request::<R, W>);
+        let conn = future_size(serve_tcp);
+        let requests = future_size(serve_http::<R, W>);
+        assert!(
+            pipeline > 4096,
+            "the pipeline is {pipeline} bytes: is boxing it still worth it?"
+        );
+        assert!(conn < 2048, "serve_tcp's future is {conn} bytes");
+        assert!(requests < 2560, "serve_http's future is {requests} bytes");
+    }
 
     #[test]
     fn connect_hosts() {

@@ -166,6 +166,9 @@ pub async fn established(
     flow: &mut Flow,
 ) -> Sniffed {
     let deadline = Instant::now() + worker.cfg.timeouts.sniff;
+    // The sniff waits on readiness: a client that stays silent (server-first protocols, idle
+    // tunnels) never needs the connection's read buffer, so it is not kept through the wait.
+    buf.release();
     let protocol = sniff_prefix(&mut stream, &mut buf, deadline).await;
     let mut tunnel = Tunnel {
         target: format!("{}:{}", target.host, target.port),

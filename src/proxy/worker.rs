@@ -86,7 +86,9 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
         }
     };
     let tap = hub.as_ref().map(|h| h.tap(index));
-    let worker = Rc::new(Worker::new(index, cfg, mitm, &rules, metrics, tap, &log));
+    let worker = Rc::new(Worker::new(
+        index, driver, cfg, mitm, &rules, metrics, tap, &log,
+    ));
     let _ = events.send(Event::Ready { index, driver });
     drop(events);
 
@@ -120,11 +122,12 @@ pub async fn run(seed: WorkerSeed, driver: ActiveDriver, init: WorkerInit) {
 }
 
 /// Hands the worker's buffered access lines to the log writer every so often, so lines show
-/// up promptly when traffic is light.
+/// up promptly when traffic is light, and lets the allocator give back pages freed meanwhile.
 async fn flush_access_log(worker: Rc<Worker>) {
     loop {
         monoio::time::sleep(ACCESS_FLUSH_EVERY).await;
         worker.access.flush();
+        crate::net::runtime::release_freed_memory();
     }
 }
 
@@ -163,10 +166,12 @@ async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpList
                     local
                 };
                 let peer = Peer { client, listener };
-                let serve = client::serve_tcp(worker.clone(), stream, peer);
+                let worker = worker.clone();
+                // The connection's future is made inside the task's: made outside and moved in,
+                // it would take its space twice in the task for the connection's whole life.
                 monoio::spawn(
                     async move {
-                        serve.await;
+                        client::serve_tcp(worker, stream, peer).await;
                         drop(slot);
                     }
                     .instrument(span),

@@ -102,10 +102,12 @@ impl Pump<'_> {
                 self.wait(self.src_side, readable).await?;
             }
             wait_first = true;
+            // Boxed while bytes flow: an idle tunnel (most of them) then holds only the
+            // readiness wait, not the bursts' state, for as long as it lives.
             let burst = if self.splice {
-                self.splice_burst().await?
+                Box::pin(self.splice_burst()).await?
             } else {
-                self.copy_burst().await?
+                Box::pin(self.copy_burst()).await?
             };
             match burst {
                 Burst::Drained => {}

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::mitm::Interceptor;
 use crate::mitm::leaf::{CertifiedLeaf, LEAF_CACHE_CAPACITY, LeafCache};
 use crate::mitm::resume::OriginConfigs;
-use crate::net::{Pool, Pooled, ReadBuf, Resolver};
+use crate::net::{ActiveDriver, Pool, Pooled, ReadBuf, Resolver};
 use crate::observe::event::FlowId;
 use crate::observe::hub::Tap;
 use crate::observe::metrics::WorkerMetrics;
@@ -40,6 +40,8 @@ pub const UPSTREAM_BUF_SIZE: usize = 16 * 1024;
 /// atomics this worker alone writes; the admin thread only reads them).
 pub struct Worker {
     pub index: usize,
+    /// The event driver this worker's runtime runs on.
+    pub driver: ActiveDriver,
     pub cfg: Arc<Config>,
     pub dns: Resolver,
     pub pool: RefCell<Pool<Upstream>>,
@@ -77,8 +79,10 @@ impl Drop for InFlight<'_> {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)] // one call site: the worker's start
     pub fn new(
         index: usize,
+        driver: ActiveDriver,
         cfg: Arc<Config>,
         mitm: Arc<Interceptor>,
         rules: &Arc<LiveRules>,
@@ -93,6 +97,7 @@ impl Worker {
         };
         Worker {
             index,
+            driver,
             dns: Resolver::new(&cfg.resolve, cfg.dns_ttl, cfg.timeouts.connect),
             pool: RefCell::new(upstream_pool(&cfg, &metrics)),
             tunnel_pools: TunnelPools::new(&tunnel_cfg),
