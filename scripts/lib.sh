@@ -79,14 +79,18 @@ PY
 
 # write_nginx_conf HTTP_BODY: $WORK/nginx.conf for one daemonised worker (pid and logs in
 # $WORK, temp files in $WORK/ngx, no access log) with HTTP_BODY inside its http block.
+# NGINX_CONNECTIONS (default 4096) sets worker_connections and, with room for its files,
+# worker_rlimit_nofile (benchmarks with thousands of clients need more).
 write_nginx_conf() {
     mkdir -p "$WORK/ngx"
+    local conns=${NGINX_CONNECTIONS:-4096}
     cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
+worker_rlimit_nofile $((conns + 64));
 pid $WORK/nginx.pid;
 error_log $WORK/ngx/error.log warn;
 daemon on;
-events { worker_connections 4096; }
+events { worker_connections $conns; }
 http {
     access_log off;
     client_body_temp_path $WORK/ngx;
@@ -183,7 +187,8 @@ cpu_ticks() {
 
 # measure_lynxio NAME BIN FLAGS... : one wrk run (100 B keep-alive, absolute-form, CONNS
 # connections for DURATION) through a fresh BIN (1 worker, io_uring, pinned to PROXY_CORE) on
-# LYNXIO_PORT; appends "rps cpu_us_per_request" to $WORK/NAME.runs. Needs start_nginx on
+# LYNXIO_PORT; appends "rps cpu_us_per_request" to $WORK/NAME.runs (with LATENCY=1, wrk
+# --latency and a third column: p99 in ms). Needs start_nginx on
 # NGINX_PORT and TICKS. If DURING_LOAD names a function, it runs in the background during the
 # load with FLAGS as arguments. A capture at $WORK/capture.jsonl is removed first and counted.
 measure_lynxio() {
@@ -201,8 +206,11 @@ measure_lynxio() {
     fi
     local before after out
     before=$(cpu_ticks "$pid")
+    local latency=()
+    [ -n "${LATENCY:-}" ] && latency=(--latency)
     out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
-        wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+        wrk -t1 -c"$CONNS" -d"$DURATION" "${latency[@]}" -s "$WORK/abs.lua" \
+        "http://127.0.0.1:$LYNXIO_PORT/")
     after=$(cpu_ticks "$pid")
     [ -n "$helper" ] && kill "$helper" 2>/dev/null && wait "$helper" 2>/dev/null || true
     echo "$out" >>"$WORK/wrk.log"
@@ -216,9 +224,13 @@ bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 if bad or "Socket errors" in out:
     print("warning: errors in this run", file=sys.stderr)
 cpu_us = (after - before) / ticks * 1e6 / max(total, 1)
-print(f"{rps:.0f} {cpu_us:.2f}")
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+extra = ""
+if p99:
+    extra = f" {float(p99.group(1)) * {'us': 1e-3, 'ms': 1, 's': 1e3}[p99.group(2)]:.2f}"
+print(f"{rps:.0f} {cpu_us:.2f}{extra}")
 PY
-    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request)" >&2
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request[, p99 ms])" >&2
     if [ -f "$WORK/capture.jsonl" ]; then
         echo "    capture: $(wc -l <"$WORK/capture.jsonl") events" >&2
     fi

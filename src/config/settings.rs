@@ -94,6 +94,10 @@ pub struct Settings {
     /// Idle upstream connections kept per origin per worker.
     #[arg(long, value_name = "N")]
     pub pool_max_per_host: Option<usize>,
+    /// Upstream connections open at once per origin per worker (busy or idle); past it,
+    /// requests wait for one to finish (at most the connect timeout).
+    #[arg(long, value_name = "N")]
+    pub pool_max_open_per_host: Option<usize>,
     /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
     #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
@@ -258,6 +262,9 @@ impl Settings {
             max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
             max_headers: self.max_headers.or(file.max_headers),
             pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
+            pool_max_open_per_host: self
+                .pool_max_open_per_host
+                .or(file.pool_max_open_per_host),
             sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),
