@@ -41,6 +41,13 @@ pub fn borrow_socket(stream: &monoio::net::TcpStream) -> BorrowedFd<'_> {
     unsafe { BorrowedFd::borrow_raw(stream.as_raw_fd()) }
 }
 
+/// The listener's socket, borrowed for `socket2` calls (a non-blocking accept).
+pub fn borrow_listener(listener: &monoio::net::TcpListener) -> BorrowedFd<'_> {
+    // SAFETY: `listener` owns its fd and closes it only on drop, so the fd stays open for as
+    // long as the returned value borrows `listener`.
+    unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

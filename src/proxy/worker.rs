@@ -37,6 +37,9 @@ use super::server::Event;
 
 /// Back-off after an accept error such as EMFILE, so a full fd table is not a busy loop.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
+/// Connections taken from the accept queue per completed accept: the one the driver completed,
+/// then up to this many minus one already queued (non-blocking), before other tasks run again.
+const ACCEPT_BATCH: usize = 256;
 /// How often the drain loop checks for in-flight requests.
 const DRAIN_POLL: Duration = Duration::from_millis(10);
 
@@ -152,21 +155,21 @@ async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpList
         limit.below_cap().await;
         match listener.accept().await {
             Ok((stream, client)) => {
-                let slot = ConnLimit::take(&limit);
-                let conn = worker.next_id();
-                let span = tracing::debug_span!("conn", w = worker.index, conn, peer = %client);
-                let peer = Peer {
-                    client,
-                    listener: local,
-                };
-                let serve = client::serve_tcp(worker.clone(), stream, peer);
-                monoio::spawn(
-                    async move {
-                        serve.await;
-                        drop(slot);
+                serve(&worker, &limit, stream, client, local);
+                // Whatever else is already queued, without a driver round trip each.
+                for _ in 1..ACCEPT_BATCH {
+                    if !limit.has_room() {
+                        break;
                     }
-                    .instrument(span),
-                );
+                    match crate::net::listener::accept_ready(&listener) {
+                        Ok(Some((stream, client))) => serve(&worker, &limit, stream, client, local),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "non-blocking accept failed");
+                            break;
+                        }
+                    }
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -174,6 +177,31 @@ async fn accept_loop(worker: Rc<Worker>, limit: Rc<ConnLimit>, listener: TcpList
             }
         }
     }
+}
+
+/// Spawn the task serving one accepted client connection, counted under the cap.
+fn serve(
+    worker: &Rc<Worker>,
+    limit: &Rc<ConnLimit>,
+    stream: monoio::net::TcpStream,
+    client: std::net::SocketAddr,
+    local: std::net::SocketAddr,
+) {
+    let slot = ConnLimit::take(limit);
+    let conn = worker.next_id();
+    let span = tracing::debug_span!("conn", w = worker.index, conn, peer = %client);
+    let peer = Peer {
+        client,
+        listener: local,
+    };
+    let serve = client::serve_tcp(worker.clone(), stream, peer);
+    monoio::spawn(
+        async move {
+            serve.await;
+            drop(slot);
+        }
+        .instrument(span),
+    );
 }
 
 /// The worker's count of open client connections against its cap, and the accept loops
@@ -206,6 +234,11 @@ impl ConnLimit {
     fn take(this: &Rc<ConnLimit>) -> Slot {
         this.open.set(this.open.get() + 1);
         Slot(Rc::clone(this))
+    }
+
+    /// Whether another connection may be accepted now.
+    fn has_room(&self) -> bool {
+        self.open.get() < self.max
     }
 
     /// Wait until another connection may be accepted (at once when under the cap).
