@@ -139,6 +139,7 @@ start_nginx() {
     server {
         listen 127.0.0.1:$port reuseport;
         root $WORK/www;
+        location = /nginx-status { stub_status; }
     }"
     # nginx inherits the affinity: it shares the load core with wrk.
     taskset -c "$core" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
@@ -183,6 +184,50 @@ PY
 # cpu_ticks PID: utime + stime of the process (all its threads) in clock ticks.
 cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat"
+}
+
+# nginx_requests PORT: requests the start_nginx origin on PORT has served (stub_status).
+nginx_requests() {
+    curl -s "http://127.0.0.1:$1/nginx-status" | awk 'NR == 3 {print $3}'
+}
+
+# measure_window NAME PID PORT ABSOLUTE(0|1) [WRK_PID_VAR]: wrk (one thread on LOAD_CORE, CONNS
+# keep-alive connections, 100 B from the start_nginx origin on NGINX_PORT; through PORT in
+# absolute form when ABSOLUTE=1) for WARMUP + DURATION seconds; requests (counted by nginx) and
+# the CPU of process PID are measured over the last DURATION seconds only, after every
+# connection is open and the process has grown to its working size. Appends
+# "rps cpu_us_per_request p99_ms" to $WORK/NAME.runs (p99 over the whole wrk run). Needs TICKS.
+measure_window() {
+    local name=$1 pid=$2 port=$3 absolute=$4 out r0 r1 t0 t1 wrk
+    local total=$((WARMUP + DURATION))
+    if [ "$absolute" = 1 ]; then
+        ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" wrk -t1 \
+            -c"$CONNS" -d"${total}s" --latency -s "$WORK/abs.lua" "http://127.0.0.1:$port/" \
+            >"$WORK/wrk.out" &
+    else
+        taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${total}s" --latency \
+            "http://127.0.0.1:$port/100b" >"$WORK/wrk.out" &
+    fi
+    wrk=$!
+    sleep "$WARMUP"
+    r0=$(nginx_requests "$NGINX_PORT")
+    t0=$(cpu_ticks "$pid")
+    sleep "$DURATION"
+    r1=$(nginx_requests "$NGINX_PORT")
+    t1=$(cpu_ticks "$pid")
+    wait "$wrk" || true
+    out=$(cat "$WORK/wrk.out")
+    echo "$out" >>"$WORK/wrk.log"
+    python3 - "$out" "$r0" "$r1" "$t0" "$t1" "$TICKS" "$DURATION" >>"$WORK/$name.runs" <<'PY'
+import re, sys
+out = sys.argv[1]
+r0, r1, t0, t1, ticks, secs = map(float, sys.argv[2:])
+n = max(r1 - r0 - 2, 1)  # minus the two status requests
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+ms = float(p99.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)] if p99 else float("nan")
+print(f"{n / secs:.0f} {(t1 - t0) / ticks * 1e6 / n:.2f} {ms:.2f}")
+PY
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, CPU us/request, p99 ms)" >&2
 }
 
 # measure_lynxio NAME BIN FLAGS... : one wrk run (100 B keep-alive, absolute-form, CONNS
