@@ -71,8 +71,9 @@ for rep in $(seq 1 "$REPS"); do
         wait_port "$LYNXIO_PORT"
         [ -n "$CGROUP" ] && echo "$pid" >"$CGROUP/cgroup.procs"
         (sleep "$WARMUP" && metric lynxio_client_connections >"$WORK/conns") &
+        scrape=$!
         measure_window "$w-workers" "$pid" "$LYNXIO_PORT" 1
-        wait
+        wait "$scrape"
         echo "    per worker: connections $(cat "$WORK/conns"), requests $(metric lynxio_requests_total)" \
             | tee -a "$WORK/spread" >&2
         stop_pid "$pid"
