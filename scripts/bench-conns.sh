@@ -95,10 +95,9 @@ for c in conns:
 PY
 fi
 echo >&2
-echo "per run (req/s, CPU us/request, p99 ms):" >&2
+echo "per run (req/s, CPU us/request, p99 ms, wrk errors):" >&2
 for c in $CONNSET; do
     for t in direct lynxio ${BASE_BIN:+base}; do
         echo "  $t-$c: $(tr '\n' ';' <"$WORK/$t-$c.runs")" >&2
     done
 done
-grep -h "Socket errors" "$WORK/wrk.log" | sort | uniq -c >&2 || true

@@ -94,7 +94,7 @@ for w in (1, 2):
     print(f"| {w} | {rps:,.0f} | {cpu:.2f} | {cpu / 10:.3f} | {cpu / rows[1][1]:.2f}x | {p99:.1f} |")
 PY
 echo >&2
-echo "per run (req/s, CPU us/request, p99 ms):" >&2
+echo "per run (req/s, CPU us/request, p99 ms, wrk errors):" >&2
 for w in 1 2; do echo "  $w: $(tr '\n' ';' <"$WORK/$w-workers.runs")" >&2; done
 echo "spread (2-worker runs list two values: worker 0, worker 1):" >&2
 cat "$WORK/spread" >&2

@@ -196,7 +196,8 @@ nginx_requests() {
 # absolute form when ABSOLUTE=1) for WARMUP + DURATION seconds; requests (counted by nginx) and
 # the CPU of process PID are measured over the last DURATION seconds only, after every
 # connection is open and the process has grown to its working size. Appends
-# "rps cpu_us_per_request p99_ms" to $WORK/NAME.runs (p99 over the whole wrk run). Needs TICKS.
+# "rps cpu_us_per_request p99_ms errors" to $WORK/NAME.runs (p99, and wrk's socket errors and
+# non-2xx answers, over the whole wrk run). Needs TICKS.
 measure_window() {
     local name=$1 pid=$2 port=$3 absolute=$4 out r0 r1 t0 t1 wrk
     local total=$((WARMUP + DURATION))
@@ -225,9 +226,16 @@ r0, r1, t0, t1, ticks, secs = map(float, sys.argv[2:])
 n = max(r1 - r0 - 2, 1)  # minus the two status requests
 p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
 ms = float(p99.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)] if p99 else float("nan")
-print(f"{n / secs:.0f} {(t1 - t0) / ticks * 1e6 / n:.2f} {ms:.2f}")
+errs = 0
+e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+if e:
+    errs += sum(int(x) for x in e.groups())
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if bad:
+    errs += int(bad.group(1))
+print(f"{n / secs:.0f} {(t1 - t0) / ticks * 1e6 / n:.2f} {ms:.2f} {errs}")
 PY
-    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, CPU us/request, p99 ms)" >&2
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, CPU us/request, p99 ms, wrk errors)" >&2
 }
 
 # measure_lynxio NAME BIN FLAGS... : one wrk run (100 B keep-alive, absolute-form, CONNS

@@ -26,7 +26,10 @@ fn per_worker(admin: std::net::SocketAddr, name: &str) -> Vec<u64> {
     let text = String::from_utf8_lossy(&raw);
     let mut vals: Vec<u64> = Vec::new();
     for line in text.lines() {
-        let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix("{worker=\"")) else {
+        let Some(rest) = line
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix("{worker=\""))
+        else {
             continue;
         };
         let Some((w, tail)) = rest.split_once('"') else {
@@ -93,7 +96,12 @@ fn a_request_waits_at_most_the_connect_timeout(driver: &str) {
     });
     let proxy = Proxy::start(
         driver,
-        &["--pool-max-open-per-host", "1", "--connect-timeout", "300ms"],
+        &[
+            "--pool-max-open-per-host",
+            "1",
+            "--connect-timeout",
+            "300ms",
+        ],
     );
     let slow = {
         let (addr, url) = (proxy.addr, origin.url("/slow"));
@@ -108,7 +116,10 @@ fn a_request_waits_at_most_the_connect_timeout(driver: &str) {
     assert_eq!(resp.status, 504, "waited past the connect timeout");
     assert_eq!(slow.join().expect("slow client"), 200);
     let mut later = Reader::new(proxy.connect());
-    assert_eq!(roundtrip(&mut later, "GET", &get(&origin.url("/fast"))).status, 200);
+    assert_eq!(
+        roundtrip(&mut later, "GET", &get(&origin.url("/fast"))).status,
+        200
+    );
     assert_eq!(origin.accepted(), 1, "the one connection served all");
 }
 
@@ -157,7 +168,10 @@ fn two_workers_both_get_clients(driver: &str) {
     let requests = per_worker(admin, "lynxio_requests_total");
     assert_eq!(requests.len(), 2, "{requests:?}");
     assert_eq!(requests.iter().sum::<u64>(), 32);
-    assert!(requests.iter().all(|&n| n > 0), "one worker got none: {requests:?}");
+    assert!(
+        requests.iter().all(|&n| n > 0),
+        "one worker got none: {requests:?}"
+    );
     for c in &mut clients {
         assert_eq!(roundtrip(c, "GET", &get(&url)).status, 200);
     }

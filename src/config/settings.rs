@@ -262,9 +262,7 @@ impl Settings {
             max_head_bytes: self.max_head_bytes.or(file.max_head_bytes),
             max_headers: self.max_headers.or(file.max_headers),
             pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
-            pool_max_open_per_host: self
-                .pool_max_open_per_host
-                .or(file.pool_max_open_per_host),
+            pool_max_open_per_host: self.pool_max_open_per_host.or(file.pool_max_open_per_host),
             sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),

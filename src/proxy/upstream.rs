@@ -102,11 +102,8 @@ pub async fn get(
     let permit = match gate.try_open() {
         Some(p) => p,
         None => {
-            let waited = monoio::time::timeout(
-                worker.cfg.timeouts.connect,
-                gate.wait().granted(),
-            )
-            .await;
+            let waited =
+                monoio::time::timeout(worker.cfg.timeouts.connect, gate.wait().granted()).await;
             match waited {
                 Ok(Grant::Conn(up)) => {
                     worker.metrics.pool_hits.inc();
