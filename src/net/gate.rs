@@ -39,8 +39,7 @@ pub struct Waiter<T> {
 /// One open connection's place under its origin's cap; dropping it frees the place (or hands
 /// it to the first waiter).
 pub struct Permit<T> {
-    /// Always `Some` until the drop (taken there, or when a place is released by hand).
-    gate: Option<Rc<Gate<T>>>,
+    gate: Rc<Gate<T>>,
 }
 
 impl<T> Gate<T> {
@@ -65,9 +64,7 @@ impl<T> Gate<T> {
             return None;
         }
         self.open.set(self.open.get() + 1);
-        Some(Permit {
-            gate: Some(self.clone()),
-        })
+        Some(Permit { gate: self.clone() })
     }
 
     /// Queue behind the requests already waiting.
@@ -108,19 +105,11 @@ impl<T> Gate<T> {
 
 impl<T> Drop for Permit<T> {
     fn drop(&mut self) {
-        let Some(gate) = self.gate.take() else {
-            return;
-        };
+        let gate = &self.gate;
         if gate.has_waiters() {
-            // The place passes to the first waiter; the open count stays.
-            let next = Permit {
-                gate: Some(gate.clone()),
-            };
-            if let Some(Grant::Open(mut p)) = gate.hand(Grant::Open(next)) {
-                // Nobody took it after all: release the place here (not through its drop).
-                p.gate = None;
-                gate.open.set(gate.open.get().saturating_sub(1));
-            }
+            // The place passes to the first waiter; the open count stays. (`hand` gives it back
+            // only when nobody waits, and then dropping it releases the place, once.)
+            drop(gate.hand(Grant::Open(Permit { gate: gate.clone() })));
         } else {
             gate.open.set(gate.open.get().saturating_sub(1));
         }
