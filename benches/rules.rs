@@ -4,6 +4,7 @@
 //! Thanks to the host index the non-matching cases should cost about the same whatever the
 //! rule count. `cargo bench --bench rules`.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
@@ -103,6 +104,15 @@ fn bench(c: &mut Criterion) {
     assert!(set.plan(&request).terminal.is_some());
     group.bench_function("one_match_1000_rules", |b| {
         b.iter(|| black_box(set.plan(black_box(&request))).is_noop())
+    });
+    // The floor: one exact-host lookup (a miss, like the no-match cases) in a map of 1,000
+    // hosts with the hasher the rule index uses.
+    let hosts: HashMap<String, usize, foldhash::fast::RandomState> = (0..1000)
+        .map(|i| (format!("api{i}.service{}.test", i % 37), i))
+        .collect();
+    assert!(!hosts.contains_key(request.host));
+    group.bench_function("baseline_exact_host_lookup_1000", |b| {
+        b.iter(|| hosts.get(black_box(request.host)).copied())
     });
     group.finish();
 }

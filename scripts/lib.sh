@@ -79,14 +79,18 @@ PY
 
 # write_nginx_conf HTTP_BODY: $WORK/nginx.conf for one daemonised worker (pid and logs in
 # $WORK, temp files in $WORK/ngx, no access log) with HTTP_BODY inside its http block.
+# NGINX_CONNECTIONS (default 4096) sets worker_connections and, with room for its files,
+# worker_rlimit_nofile (benchmarks with thousands of clients need more).
 write_nginx_conf() {
     mkdir -p "$WORK/ngx"
+    local conns=${NGINX_CONNECTIONS:-4096}
     cat >"$WORK/nginx.conf" <<EOF
 worker_processes 1;
+worker_rlimit_nofile $((conns + 64));
 pid $WORK/nginx.pid;
 error_log $WORK/ngx/error.log warn;
 daemon on;
-events { worker_connections 4096; }
+events { worker_connections $conns; }
 http {
     access_log off;
     client_body_temp_path $WORK/ngx;
@@ -135,6 +139,7 @@ start_nginx() {
     server {
         listen 127.0.0.1:$port reuseport;
         root $WORK/www;
+        location = /nginx-status { stub_status; }
     }"
     # nginx inherits the affinity: it shares the load core with wrk.
     taskset -c "$core" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
@@ -181,9 +186,62 @@ cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$1/stat"
 }
 
+# nginx_requests PORT: requests the start_nginx origin on PORT has served (stub_status).
+nginx_requests() {
+    curl -s "http://127.0.0.1:$1/nginx-status" | awk 'NR == 3 {print $3}'
+}
+
+# measure_window NAME PID PORT ABSOLUTE(0|1) [WRK_PID_VAR]: wrk (one thread on LOAD_CORE, CONNS
+# keep-alive connections, 100 B from the start_nginx origin on NGINX_PORT; through PORT in
+# absolute form when ABSOLUTE=1) for WARMUP + DURATION seconds; requests (counted by nginx) and
+# the CPU of process PID are measured over the last DURATION seconds only, after every
+# connection is open and the process has grown to its working size. Appends
+# "rps cpu_us_per_request p99_ms errors" to $WORK/NAME.runs (p99, and wrk's socket errors and
+# non-2xx answers, over the whole wrk run). Needs TICKS.
+measure_window() {
+    local name=$1 pid=$2 port=$3 absolute=$4 out r0 r1 t0 t1 wrk
+    local total=$((WARMUP + DURATION))
+    if [ "$absolute" = 1 ]; then
+        ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" wrk -t1 \
+            -c"$CONNS" -d"${total}s" --latency -s "$WORK/abs.lua" "http://127.0.0.1:$port/" \
+            >"$WORK/wrk.out" &
+    else
+        taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNS" -d"${total}s" --latency \
+            "http://127.0.0.1:$port/100b" >"$WORK/wrk.out" &
+    fi
+    wrk=$!
+    sleep "$WARMUP"
+    r0=$(nginx_requests "$NGINX_PORT")
+    t0=$(cpu_ticks "$pid")
+    sleep "$DURATION"
+    r1=$(nginx_requests "$NGINX_PORT")
+    t1=$(cpu_ticks "$pid")
+    wait "$wrk" || true
+    out=$(cat "$WORK/wrk.out")
+    echo "$out" >>"$WORK/wrk.log"
+    python3 - "$out" "$r0" "$r1" "$t0" "$t1" "$TICKS" "$DURATION" >>"$WORK/$name.runs" <<'PY'
+import re, sys
+out = sys.argv[1]
+r0, r1, t0, t1, ticks, secs = map(float, sys.argv[2:])
+n = max(r1 - r0 - 2, 1)  # minus the two status requests
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+ms = float(p99.group(1)) * {"us": 1e-3, "ms": 1, "s": 1e3}[p99.group(2)] if p99 else float("nan")
+errs = 0
+e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+if e:
+    errs += sum(int(x) for x in e.groups())
+bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+if bad:
+    errs += int(bad.group(1))
+print(f"{n / secs:.0f} {(t1 - t0) / ticks * 1e6 / n:.2f} {ms:.2f} {errs}")
+PY
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, CPU us/request, p99 ms, wrk errors)" >&2
+}
+
 # measure_lynxio NAME BIN FLAGS... : one wrk run (100 B keep-alive, absolute-form, CONNS
 # connections for DURATION) through a fresh BIN (1 worker, io_uring, pinned to PROXY_CORE) on
-# LYNXIO_PORT; appends "rps cpu_us_per_request" to $WORK/NAME.runs. Needs start_nginx on
+# LYNXIO_PORT; appends "rps cpu_us_per_request" to $WORK/NAME.runs (with LATENCY=1, wrk
+# --latency and a third column: p99 in ms). Needs start_nginx on
 # NGINX_PORT and TICKS. If DURING_LOAD names a function, it runs in the background during the
 # load with FLAGS as arguments. A capture at $WORK/capture.jsonl is removed first and counted.
 measure_lynxio() {
@@ -201,8 +259,11 @@ measure_lynxio() {
     fi
     local before after out
     before=$(cpu_ticks "$pid")
+    local latency=()
+    [ -n "${LATENCY:-}" ] && latency=(--latency)
     out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
-        wrk -t1 -c"$CONNS" -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$LYNXIO_PORT/")
+        wrk -t1 -c"$CONNS" -d"$DURATION" "${latency[@]}" -s "$WORK/abs.lua" \
+        "http://127.0.0.1:$LYNXIO_PORT/")
     after=$(cpu_ticks "$pid")
     [ -n "$helper" ] && kill "$helper" 2>/dev/null && wait "$helper" 2>/dev/null || true
     echo "$out" >>"$WORK/wrk.log"
@@ -216,9 +277,13 @@ bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
 if bad or "Socket errors" in out:
     print("warning: errors in this run", file=sys.stderr)
 cpu_us = (after - before) / ticks * 1e6 / max(total, 1)
-print(f"{rps:.0f} {cpu_us:.2f}")
+p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+extra = ""
+if p99:
+    extra = f" {float(p99.group(1)) * {'us': 1e-3, 'ms': 1, 's': 1e3}[p99.group(2)]:.2f}"
+print(f"{rps:.0f} {cpu_us:.2f}{extra}")
 PY
-    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request)" >&2
+    echo "  $name: $(tail -1 "$WORK/$name.runs") (req/s, proxy CPU us/request[, p99 ms])" >&2
     if [ -f "$WORK/capture.jsonl" ]; then
         echo "    capture: $(wc -l <"$WORK/capture.jsonl") events" >&2
     fi

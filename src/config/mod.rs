@@ -47,8 +47,15 @@ pub const DEFAULT_CLIENT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Graceful shutdown: how long in-flight requests may take to finish.
 pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Idle upstream connections kept per origin (host, port) per worker.
-pub const DEFAULT_POOL_MAX_PER_HOST: usize = 64;
+/// Idle upstream connections kept per origin (host, port) per worker. As many as may be open
+/// ([`DEFAULT_POOL_MAX_OPEN_PER_HOST`]): a smaller idle cap closes connections after a burst
+/// only to dial them again on the next one (measured: at 1,000 keep-alive clients and a cap
+/// of 64, every second request dialed; BENCHMARKS.md).
+pub const DEFAULT_POOL_MAX_PER_HOST: usize = DEFAULT_POOL_MAX_OPEN_PER_HOST;
+/// Upstream connections open at once per origin per worker, busy or idle; past it, requests
+/// queue for the next one to finish (see `net::gate`), so thousands of clients of one origin
+/// share a bounded set of connections instead of each holding its own.
+pub const DEFAULT_POOL_MAX_OPEN_PER_HOST: usize = 256;
 /// How long a DNS answer is cached per worker (the system resolver reports no TTL).
 pub const DEFAULT_DNS_TTL: Duration = Duration::from_secs(60);
 /// After `200 Connection established`: how long to wait for the client's first bytes before
@@ -105,6 +112,8 @@ pub struct Config {
     pub dns_ttl: Duration,
     pub head_limits: crate::http1::HeadLimits,
     pub pool_max_per_host: usize,
+    /// Upstream connections open at once per origin per worker.
+    pub pool_max_open_per_host: usize,
     /// Pipe size for spliced tunnels.
     pub pipe_size: usize,
     /// Use splice(2) for tunnels and big bodies (else user-space copies).
@@ -275,6 +284,12 @@ impl Config {
             &s.allow_dest,
             &listen,
         )?;
+        let pool_max_open_per_host = s
+            .pool_max_open_per_host
+            .unwrap_or(DEFAULT_POOL_MAX_OPEN_PER_HOST);
+        if pool_max_open_per_host == 0 {
+            return Err(invalid("pool_max_open_per_host", "must be at least 1"));
+        }
         if s.max_connections == Some(0) {
             return Err(invalid("max_connections", "must be at least 1"));
         }
@@ -336,6 +351,7 @@ impl Config {
                 max_headers,
             },
             pool_max_per_host: s.pool_max_per_host.unwrap_or(DEFAULT_POOL_MAX_PER_HOST),
+            pool_max_open_per_host,
             pipe_size,
             splice: !s.no_splice,
             splice_body_min: s.splice_body_min.unwrap_or(DEFAULT_SPLICE_BODY_MIN),

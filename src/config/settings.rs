@@ -96,9 +96,13 @@ pub struct Settings {
     /// Idle upstream connections kept per origin per worker.
     #[arg(long, value_name = "N")]
     pub pool_max_per_host: Option<usize>,
+    /// Upstream connections open at once per origin per worker (busy or idle); past it,
+    /// requests wait for one to finish (at most the connect timeout).
+    #[arg(long, value_name = "N")]
+    pub pool_max_open_per_host: Option<usize>,
     /// How long an idle keep-alive client connection keeps its read buffer; after that it waits
     /// for its next request without one. Default 1s.
-    #[arg(long, value_name = "DUR", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub idle_buffer_hold: Option<Duration>,
     /// How long to wait for a CONNECT client's first bytes before tunnelling blind.
@@ -315,6 +319,7 @@ impl Settings {
             max_headers: self.max_headers.or(file.max_headers),
             pool_max_per_host: self.pool_max_per_host.or(file.pool_max_per_host),
             idle_buffer_hold: self.idle_buffer_hold.or(file.idle_buffer_hold),
+            pool_max_open_per_host: self.pool_max_open_per_host.or(file.pool_max_open_per_host),
             sniff_timeout: self.sniff_timeout.or(file.sniff_timeout),
             tunnel_idle_timeout: self.tunnel_idle_timeout.or(file.tunnel_idle_timeout),
             pipe_size: self.pipe_size.or(file.pipe_size),

@@ -5,7 +5,8 @@
 //! the flag), so a second lynxio or any other listener makes startup fail with "address in
 //! use" instead of silently sharing the port; the flag is set on it only after the bind, so
 //! the other workers' sockets join it. When a port of 0 is requested, that first socket's real
-//! port is reused for the others so every worker serves the same port.
+//! port is reused for the others so every worker serves the same port. [`accept_ready`] takes
+//! connections already queued without waiting, so a burst is accepted in one go.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
@@ -14,6 +15,27 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 /// Accept queue length per socket.
 pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// A connection already waiting in `listener`'s accept queue, taken without blocking (`None`:
+/// the queue is empty). The accept loop drains the queue with this after each accept the
+/// driver completes: one driver accept per event-loop turn would let a burst of thousands of
+/// connections wait in the backlog for thousands of turns, their first requests unanswered.
+pub fn accept_ready(
+    listener: &monoio::net::TcpListener,
+) -> io::Result<Option<(monoio::net::TcpStream, SocketAddr)>> {
+    let fd = super::sys::borrow_listener(listener);
+    let (socket, addr) = match socket2::SockRef::from(&fd).accept() {
+        Ok(v) => v,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    socket.set_nonblocking(true)?;
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| io::Error::other("accepted a connection that is not TCP/IP"))?;
+    let stream = monoio::net::TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    Ok(Some((stream, peer)))
+}
 
 /// A non-blocking TCP socket for `addr`, SO_REUSEADDR set (a restart is not refused over
 /// connections in TIME_WAIT; Linux still refuses a second listener).

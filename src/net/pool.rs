@@ -4,12 +4,18 @@
 //! (past it, the least recently used idle connection of any origin is closed, so many origins
 //! cannot pile up idle sockets without bound), and each connection at most `idle_timeout` of
 //! idleness. A connection going idle is told so ([`Pooled::on_idle`]) to give back memory it
-//! only needed while busy. The pool is generic over the connection type so TLS upstreams can
-//! reuse it; it is owned by one worker and never shared, so it takes no lock.
+//! only needed while busy. Each origin also has a [`Gate`]: the cap on its open connections
+//! (busy and idle) with the queue of requests waiting under it; a connection returned while
+//! requests wait goes straight to the first of them instead of into the idle list. The pool is
+//! generic over the connection type so TLS upstreams can reuse it; it is owned by one worker
+//! and never shared, so it takes no lock.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use super::gate::{Gate, Grant};
+
 /// An origin identity: lowercase host and port, formatted `host:port`.
 #[derive(Debug, Default)]
 pub struct PoolKey(String);
@@ -85,6 +91,9 @@ pub struct Pool<T> {
     idle_timeout: Duration,
     /// Told about every idle connection closed to make room (for a counter).
     on_evict: Option<Box<dyn Fn()>>,
+    /// Each origin's cap on open connections (an entry lives while anything holds its gate).
+    gates: HashMap<Rc<str>, Rc<Gate<T>>, foldhash::fast::RandomState>,
+    max_open_per_host: usize,
 }
 
 impl<T> std::fmt::Debug for Pool<T> {
@@ -111,7 +120,26 @@ impl<T> Pool<T> {
             max_total,
             idle_timeout,
             on_evict: None,
+            gates: HashMap::default(),
+            max_open_per_host: usize::MAX,
         }
+    }
+
+    /// Cap the connections open to one origin (busy or idle; at least 1): past it, requests
+    /// wait at the origin's [`Gate`] for one to finish or close.
+    pub fn max_open_per_host(mut self, max: usize) -> Self {
+        self.max_open_per_host = max.max(1);
+        self
+    }
+
+    /// The gate of `key`'s origin (created on first use).
+    pub fn gate(&mut self, key: &PoolKey) -> Rc<Gate<T>> {
+        if let Some(g) = self.gates.get(key.as_str()) {
+            return g.clone();
+        }
+        let g = Gate::new(self.max_open_per_host);
+        self.gates.insert(Rc::from(key.as_str()), g.clone());
+        g
     }
 
     /// Call `f` for every idle connection closed to make room for a newer one (either cap).
@@ -168,6 +196,8 @@ impl<T> Pool<T> {
             });
             !origin.list.is_empty()
         });
+        // A gate nobody holds (no open connection, no waiter) is forgotten.
+        self.gates.retain(|_, g| Rc::strong_count(g) > 1);
     }
 
     /// Drop every idle connection (shutdown).
@@ -202,7 +232,16 @@ impl<T> Pool<T> {
 impl<T: Pooled> Pool<T> {
     /// Return a connection whose last exchange ended cleanly. Past a cap, the oldest idle
     /// connection of the origin (per-origin cap) or of the whole pool (total cap) is closed.
-    pub fn put(&mut self, key: &PoolKey, mut conn: T, now: Instant) {
+    /// A request waiting at the origin's gate is handed the connection instead.
+    pub fn put(&mut self, key: &PoolKey, conn: T, now: Instant) {
+        let mut conn = match self.gates.get(key.as_str()) {
+            Some(gate) => match gate.hand(Grant::Conn(conn)) {
+                None => return,
+                Some(Grant::Conn(c)) => c,
+                Some(Grant::Open(_)) => return,
+            },
+            None => conn,
+        };
         if self.max_per_host == 0 || self.max_total == 0 {
             return;
         }

@@ -61,6 +61,13 @@ pub async fn read_half_readable(half: &TcpOwnedReadHalf) -> io::Result<()> {
     stream.readable(false).await
 }
 
+/// The listener's socket, borrowed for `socket2` calls (a non-blocking accept).
+pub fn borrow_listener(listener: &monoio::net::TcpListener) -> BorrowedFd<'_> {
+    // SAFETY: `listener` owns its fd and closes it only on drop, so the fd stays open for as
+    // long as the returned value borrows `listener`.
+    unsafe { BorrowedFd::borrow_raw(listener.as_raw_fd()) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

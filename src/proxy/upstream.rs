@@ -1,8 +1,9 @@
 //! Getting a connection to an origin: an idle one from the worker's pool (checked to be still
-//! alive and quiet), else resolve (worker cache, else the blocking pool) and dial every address
-//! in turn, plus TLS to the origin when the client's session is intercepted. Counts pool and
-//! DNS cache hits, and records on the flow whether the connection was reused and how long a
-//! new one took.
+//! alive and quiet), else — at the origin's cap on open connections — one handed over by the
+//! exchange that finishes next (waiting at most the connect timeout), else resolve (worker
+//! cache, else the blocking pool) and dial every address in turn, plus TLS to the origin when
+//! the client's session is intercepted. Counts pool and DNS cache hits, and records on the
+//! flow whether the connection was reused and how long a new one took.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +14,7 @@ use rustls::pki_types::ServerName;
 use crate::error::ProxyError;
 use crate::net::dns::Lookup;
 use crate::net::sys::{IdleState, idle_state};
-use crate::net::{DialError, PoolKey, dial};
+use crate::net::{DialError, Grant, PoolKey, dial};
 use crate::observe::metrics::TlsSide;
 
 use super::ctx::flow::UpstreamUse;
@@ -96,10 +97,36 @@ pub async fn get(
             }
         }
     }
+    // No idle connection: a place under the origin's cap, else wait for a connection to
+    // finish (handed over warm) or close (its place handed over), at most the connect timeout.
+    let gate = worker.pool.borrow_mut().gate(key);
+    let permit = match gate.try_open() {
+        Some(p) => p,
+        None => {
+            let waited =
+                monoio::time::timeout(worker.cfg.timeouts.connect, gate.wait().granted()).await;
+            match waited {
+                Ok(Grant::Conn(up)) => {
+                    worker.metrics.pool_hits.inc();
+                    flow.upstream = Some(UpstreamUse {
+                        reused: true,
+                        connect: std::time::Duration::ZERO,
+                    });
+                    return Ok(up);
+                }
+                Ok(Grant::Open(p)) => p,
+                Err(_) => {
+                    return Err(ProxyError::ConnectTimeout {
+                        target: format!("{}:{}", route.host, route.port),
+                    });
+                }
+            }
+        }
+    };
     worker.metrics.pool_misses.inc();
     let began = Instant::now();
     let stream = connect_to(worker, &route.host, route.port).await?;
-    let up = match tls {
+    let mut up = match tls {
         None => Upstream::new(stream),
         Some(tls) => {
             connect_tls(
@@ -113,6 +140,7 @@ pub async fn get(
             .await?
         }
     };
+    up.permit = Some(permit);
     flow.upstream = Some(UpstreamUse {
         reused: false,
         connect: began.elapsed(),

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::mitm::Interceptor;
 use crate::mitm::leaf::{CertifiedLeaf, LEAF_CACHE_CAPACITY, LeafCache};
 use crate::mitm::resume::OriginConfigs;
-use crate::net::{ActiveDriver, Pool, Pooled, ReadBuf, Resolver};
+use crate::net::{ActiveDriver, Permit, Pool, Pooled, ReadBuf, Resolver};
 use crate::observe::event::FlowId;
 use crate::observe::hub::Tap;
 use crate::observe::metrics::WorkerMetrics;
@@ -182,6 +182,7 @@ fn upstream_pool(cfg: &Config, metrics: &Arc<WorkerMetrics>) -> Pool<Upstream> {
         cfg.pool_max_idle,
         cfg.timeouts.upstream_idle,
     )
+    .max_open_per_host(cfg.pool_max_open_per_host)
     .on_evict(move || metrics.pool_evictions.inc())
 }
 
@@ -322,6 +323,9 @@ pub struct Upstream {
     pub fd: RawFd,
     /// Taken from the pool rather than freshly dialed.
     pub reused: bool,
+    /// Its place under the origin's cap on open connections (none for connections not dialed
+    /// through `upstream::get`); dropped with the connection, or when it leaves HTTP (upgrade).
+    pub permit: Option<Permit<Upstream>>,
 }
 
 impl Upstream {
@@ -344,6 +348,7 @@ impl Upstream {
             buf: ReadBuf::with_capacity(UPSTREAM_BUF_SIZE),
             fd,
             reused: false,
+            permit: None,
         }
     }
 }
