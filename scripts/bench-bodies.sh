@@ -86,7 +86,7 @@ start_variant() {
     lynxio-copy) run_proxy "$capped" "$LYNXIO" --listen "127.0.0.1:$LYNXIO_PORT" --workers 1 \
         --cpus "$PROXY_CORE" --log warn --no-splice ;;
     squid)
-        start_squid_conf
+        write_squid_conf "$SQUID_PORT"
         run_proxy "$capped" "$SQUID" -f "$WORK/squid.conf" -N
         ;;
     esac
@@ -94,24 +94,6 @@ start_variant() {
 }
 port_of() { if [ "$1" = squid ]; then echo "$SQUID_PORT"; else echo "$LYNXIO_PORT"; fi; }
 
-start_squid_conf() {
-    mkdir -p "$WORK/squid"
-    cat >"$WORK/squid.conf" <<CONF
-http_port 127.0.0.1:$SQUID_PORT
-http_access allow localhost
-http_access deny all
-cache deny all
-cache_mem 0 MB
-access_log none
-cache_store_log none
-cache_log $WORK/squid/cache.log
-pid_filename $WORK/squid.pid
-coredump_dir $WORK/squid
-workers 1
-max_filedescriptors 20000
-shutdown_lifetime 0 seconds
-CONF
-}
 
 # --- origins --------------------------------------------------------------------------------
 mkdir -p "$WORK/www"

@@ -31,9 +31,8 @@ wait_port() {
     return 1
 }
 
-# start_squid PORT: Squid with no cache, one worker, pinned to the proxy core, on PORT.
-# Sets SQUID_PID.
-start_squid() {
+# write_squid_conf PORT: $WORK/squid.conf for Squid with no cache and one worker on PORT.
+write_squid_conf() {
     local port=$1
     mkdir -p "$WORK/squid"
     cat >"$WORK/squid.conf" <<CONF
@@ -51,6 +50,13 @@ workers 1
 max_filedescriptors 20000
 shutdown_lifetime 0 seconds
 CONF
+}
+
+# start_squid PORT: Squid with no cache, one worker, pinned to the proxy core, on PORT.
+# Sets SQUID_PID.
+start_squid() {
+    write_squid_conf "$1"
+    local port=$1
     taskset -c "$PROXY_CORE" "$SQUID" -f "$WORK/squid.conf" -N >/dev/null 2>&1 &
     SQUID_PID=$!
     PIDS+=("$SQUID_PID")

@@ -196,9 +196,15 @@ fn flag_defaults() -> Vec<(&'static str, String)> {
         ),
         ("max_headers", crate::http1::DEFAULT_MAX_HEADERS.to_string()),
         ("pool_max_per_host", DEFAULT_POOL_MAX_PER_HOST.to_string()),
+        (
+            "pool_max_open_per_host",
+            DEFAULT_POOL_MAX_OPEN_PER_HOST.to_string(),
+        ),
+        ("idle_buffer_hold", dur(DEFAULT_IDLE_BUFFER_HOLD)),
         ("sniff_timeout", dur(DEFAULT_SNIFF_TIMEOUT)),
         ("tunnel_idle_timeout", dur(DEFAULT_TUNNEL_IDLE_TIMEOUT)),
         ("pipe_size", DEFAULT_PIPE_SIZE.to_string()),
+        ("splice_body_min", DEFAULT_SPLICE_BODY_MIN.to_string()),
         (
             "ca_dir",
             "$XDG_DATA_HOME/lynxio, else ~/.local/share/lynxio".to_owned(),

@@ -101,7 +101,7 @@ pub struct Settings {
     #[arg(long, value_name = "N")]
     pub pool_max_open_per_host: Option<usize>,
     /// How long an idle keep-alive client connection keeps its read buffer; after that it waits
-    /// for its next request without one. Default 1s.
+    /// for its next request without one.
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub idle_buffer_hold: Option<Duration>,
@@ -121,7 +121,7 @@ pub struct Settings {
     #[serde(default)]
     pub no_splice: bool,
     /// Splice a Content-Length or close-delimited body between plain sockets once at least this
-    /// many of its bytes are still to come and nobody needs to see them (default 262144).
+    /// many of its bytes are still to come and nobody needs to see them.
     #[arg(long, value_name = "BYTES")]
     pub splice_body_min: Option<u64>,
     /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).
