@@ -1,4 +1,4 @@
-//! Bodies moved by splice (Content-Length and close-delimited bodies of at least 256 KiB between
+//! Bodies moved by splice (Content-Length and close-delimited bodies of more than 512 KiB between
 //! plain sockets), black-box: byte-exact in both directions, never a byte past the body (a
 //! pipelined request behind an upload, the next exchange on a reused origin connection), the
 //! same answers as the copying path (`--no-splice`) when an origin dies or stalls mid-body or a
@@ -123,6 +123,35 @@ fn cut_short_origin(sent: Arc<Vec<u8>>, stall: Option<Duration>) -> Origin {
     })
 }
 
+/// A big close-delimited response (no Content-Length): copied up to the threshold, spliced
+/// after it, byte-exact to the origin's close, then the proxy closes the client — in both modes.
+fn big_close_delimited_response(driver: &str) {
+    let data = Arc::new(pseudo_random_bytes(BIG, 12));
+    let d = data.clone();
+    let origin = Origin::start(move |mut s| {
+        let mut r = Reader::new(s.try_clone().expect("clone"));
+        if r.request().is_none() {
+            return;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+        let _ = s.write_all(&d);
+        let _ = s.shutdown(Shutdown::Both);
+    });
+    for mode in MODES {
+        let proxy = Proxy::start(driver, mode);
+        let mut s = proxy.connect();
+        s.write_all(get(&origin.url("/cd")).as_bytes())
+            .expect("send");
+        let (raw, took) = read_until_closed(&mut s, Duration::from_secs(10));
+        assert!(
+            took < Duration::from_secs(8),
+            "{mode:?}: no close ({took:?})"
+        );
+        assert_eq!(status_of(&raw), 200, "{mode:?}");
+        assert!(body_of(&raw) == *data, "{mode:?}: body bytes differ");
+    }
+}
+
 /// The origin closes mid-body: the client gets exactly the bytes sent, then the proxy closes
 /// its connection — in both modes.
 fn origin_closes_mid_body(driver: &str) {
@@ -230,6 +259,7 @@ fn capture_keeps_prefix(driver: &str) {
 drivers!(
     big_responses_reuse_both_connections,
     big_upload_then_pipelined_request,
+    big_close_delimited_response,
     origin_closes_mid_body,
     origin_stalls_mid_body,
     client_stalls_mid_upload,

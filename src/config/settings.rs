@@ -116,12 +116,12 @@ pub struct Settings {
     /// Kernel pipe size in bytes for zero-copy tunnels (rounded up to a page by the kernel).
     #[arg(long, value_name = "BYTES")]
     pub pipe_size: Option<usize>,
-    /// Relay tunnels through user-space buffers instead of splice(2).
+    /// Relay tunnels and bodies through user-space buffers instead of splice(2).
     #[arg(long)]
     #[serde(default)]
     pub no_splice: bool,
-    /// Splice a Content-Length or close-delimited body between plain sockets once at least this
-    /// many of its bytes are still to come and nobody needs to see them.
+    /// Splice a Content-Length body between plain sockets when at least this many of its bytes
+    /// are still to come (a close-delimited one after this many) and nobody needs to see them.
     #[arg(long, value_name = "BYTES")]
     pub splice_body_min: Option<u64>,
     /// Directory of the root CA for interception (ca.pem, ca-key.pem; created on first use).

@@ -4,9 +4,9 @@
 //! forwarded verbatim (or de-chunked for an HTTP/1.0 client), or everything until the source
 //! closes. Each read waits at most `idle` for bytes, and each write at most `idle` for the
 //! receiver to take them. Errors say which side failed, because the
-//! caller answers differently for a dead client and a dead origin. A `Content-Length` or
-//! close-delimited body with at least [`tunnel::SPLICE_BODY_MIN`] bytes (configurable) still to
-//! come between two plain
+//! caller answers differently for a dead client and a dead origin. A `Content-Length` body with
+//! at least [`tunnel::SPLICE_BODY_MIN`] bytes (configurable) still to come, or a close-delimited
+//! one past that many bytes, between two plain
 //! TCP sockets, whose bytes nobody needs to see (not captured, or its kept prefix already
 //! full), moves in the kernel ([`tunnel::transfer`]: splice through the worker's pipe pool)
 //! with the same timeouts and errors; chunked bodies are always validated in user space.
@@ -170,11 +170,13 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
             if link.is_none() || tally.needs_bytes() {
                 buf.reserve_total(BODY_BUF_SIZE);
             }
-            // A close-delimited body has no known size: it is spliced whatever its length.
+            // A close-delimited body has no known size: its first `min` bytes are copied, the
+            // rest (if any) spliced.
             loop {
                 if buf.is_empty()
                     && !tally.needs_bytes()
                     && let Some(l) = link
+                    && tally.bytes >= l.min
                 {
                     match splice_rest(l, Span::UntilEof, idle, tally).await {
                         Ok(()) => return Ok(()),

@@ -21,11 +21,13 @@ use super::pump::{Extent, Pump, Side};
 use super::sys;
 
 /// Default smallest body remainder (bytes not yet read when a relay would start its kernel path)
-/// moved by splice rather than copied. Setting a transfer up costs about ten syscalls (two
-/// `dup`s, their registration and close, flag checks) on top of the socket → pipe → socket
-/// pairs, which copying a few 64 KiB reads does not pay; from a few hundred KiB on, the copies
-/// splice saves dominate (measured in BENCHMARKS.md, "Bodies by splice").
-pub const SPLICE_BODY_MIN: u64 = 256 * 1024;
+/// moved by splice rather than copied. Measured with every body forced through splice, against
+/// copying, from an nginx origin on loopback (BENCHMARKS.md, "Bodies by splice"): splice wins
+/// from 768 KiB up (1.1–1.6× the requests/s, down to a third of the CPU per GB at 4 MiB) and
+/// loses between 128 and 512 KiB (0.6–0.8×), where copying moves the whole body in a few 64 KiB
+/// reads that each find it already queued, while splice pays a transfer's setup (two `dup`s,
+/// flag checks, closes) and more wake-ups per burst.
+pub const SPLICE_BODY_MIN: u64 = 512 * 1024;
 
 /// How much a transfer moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
