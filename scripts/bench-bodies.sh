@@ -8,7 +8,9 @@
 #      (splice), lynxio --no-splice, Squid; and uncapped lynxio against direct to nginx;
 #  1 GiB GET on the plain proxy path, the same GET inside a CONNECT tunnel (HTTP in CONNECT),
 #      and HTTPS through CONNECT (opaque TLS, spliced): proxy CPU s/GB, lynxio vs Squid;
-#  1 GiB upload (PUT, Content-Length) through the proxy vs direct, uncapped: throughput ratio.
+#  1 GiB upload (PUT, Content-Length) through the proxy vs direct, uncapped: throughput ratio;
+#  with SMALL=1 also 100-byte keep-alive GETs (wrk, 64 connections) at the cap: req/s and proxy
+#      CPU µs per request, lynxio vs Squid.
 #
 # Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
 #        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep: bodies of those KiB sizes,
@@ -98,6 +100,7 @@ port_of() { if [ "$1" = squid ]; then echo "$SQUID_PORT"; else echo "$LYNXIO_POR
 # --- origins --------------------------------------------------------------------------------
 mkdir -p "$WORK/www"
 head -c 1048576 /dev/urandom >"$WORK/www/1m"
+head -c 100 /dev/zero | tr '\0' 'a' >"$WORK/www/100b"
 head -c "$((SIZE_MB * 1048576))" /dev/zero >"$WORK/www/big"
 for kib in ${SPLICE_MIN_SIZES:-}; do head -c "$((kib * 1024))" /dev/urandom >"$WORK/www/${kib}k"; done
 chmod -R a+rX "$WORK/www"
@@ -180,6 +183,25 @@ print(f"{rps:.1f} {(a - b) / ticks / max(gb, 1e-9):.3f}")
 PY
 }
 
+# wrk_small VARIANT -> "req/s µs_per_request" (100 B, 64 connections, capped)
+wrk_small() {
+    local name=$1 port out before after
+    port=$(port_of "$name")
+    start_variant "$name" 1
+    before=$(cpu_ticks "$PROXY_PID")
+    out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/100b" taskset -c "$LOAD_CORE" \
+        wrk -t1 -c64 -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$port/")
+    after=$(cpu_ticks "$PROXY_PID")
+    stop_pid "$PROXY_PID"
+    python3 - "$out" "$before" "$after" "$TICKS" <<'PY'
+import re, sys
+out, b, a, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+total = int(re.search(r"(\d+) requests in", out).group(1))
+print(f"{rps:.0f} {(a - b) / ticks * 1e6 / max(total, 1):.2f}")
+PY
+}
+
 # direct_1m -> "req/s" straight to nginx (the line a perfect proxy reaches).
 direct_1m() {
     taskset -c "$LOAD_CORE" wrk -t1 -c16 -d"$DURATION" "http://127.0.0.1:$NGINX_PORT/1m" |
@@ -219,7 +241,10 @@ PY
 record() { echo "$2" >>"$WORK/$1.runs"; echo "  $1: $2" >&2; }
 
 for rep in $(seq 1 "$REPS"); do
-    [ -n "${SKIP_MAIN:-}" ] && break
+    if [ -n "${SMALL:-}" ]; then
+        for v in lynxio squid; do record "small-$v" "$(wrk_small "$v")"; done
+    fi
+    [ -n "${SKIP_MAIN:-}" ] && continue
     echo "repetition $rep/$REPS" >&2
     for v in lynxio lynxio-copy squid; do record "1m-$v" "$(wrk_1m "$v" 1)"; done
     record "1m-direct" "$(direct_1m) 0"
@@ -260,6 +285,15 @@ echo "|---|---:|---:|---:|"
 for v in direct lynxio lynxio-copy; do
     echo "| $v | $(median "upload-$v" 0) | $(ratio "$(median "upload-$v" 0)" "$(median upload-direct 0)") | $(median "upload-$v" 1) |"
 done
+fi
+
+if [ -n "${SMALL:-}" ]; then
+    echo
+    echo "| 100 B keep-alive, wrk -c64, capped | req/s | vs Squid | proxy CPU µs/request | Squid ÷ this |"
+    echo "|---|---:|---:|---:|---:|"
+    for v in lynxio squid; do
+        echo "| $v | $(median "small-$v" 0) | $(ratio "$(median "small-$v" 0)" "$(median small-squid 0)") | $(median "small-$v" 1) | $(ratio "$(median small-squid 1)" "$(median "small-$v" 1)") |"
+    done
 fi
 
 if [ -n "${SPLICE_MIN_SIZES:-}" ]; then
