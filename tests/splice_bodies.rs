@@ -105,6 +105,23 @@ fn body_of(raw: &[u8]) -> &[u8] {
     &raw[end..]
 }
 
+/// GET `url` through a proxy in each mode: a 200 whose body is exactly `body`, then the proxy
+/// closes the connection (within a bound).
+fn body_then_close_in_both_modes(driver: &str, url: &str, body: &[u8]) {
+    for mode in MODES {
+        let proxy = Proxy::start(driver, mode);
+        let mut s = proxy.connect();
+        s.write_all(get(url).as_bytes()).expect("send");
+        let (raw, took) = read_until_closed(&mut s, Duration::from_secs(10));
+        assert!(
+            took < Duration::from_secs(8),
+            "{mode:?}: no close ({took:?})"
+        );
+        assert_eq!(status_of(&raw), 200, "{mode:?}");
+        assert!(body_of(&raw) == body, "{mode:?}: body bytes differ");
+    }
+}
+
 /// An origin that promises a big body, sends part of it, then closes (`stall`: keeps the
 /// connection open, silent, for that long instead).
 fn cut_short_origin(sent: Arc<Vec<u8>>, stall: Option<Duration>) -> Origin {
@@ -137,19 +154,7 @@ fn big_close_delimited_response(driver: &str) {
         let _ = s.write_all(&d);
         let _ = s.shutdown(Shutdown::Both);
     });
-    for mode in MODES {
-        let proxy = Proxy::start(driver, mode);
-        let mut s = proxy.connect();
-        s.write_all(get(&origin.url("/cd")).as_bytes())
-            .expect("send");
-        let (raw, took) = read_until_closed(&mut s, Duration::from_secs(10));
-        assert!(
-            took < Duration::from_secs(8),
-            "{mode:?}: no close ({took:?})"
-        );
-        assert_eq!(status_of(&raw), 200, "{mode:?}");
-        assert!(body_of(&raw) == *data, "{mode:?}: body bytes differ");
-    }
+    body_then_close_in_both_modes(driver, &origin.url("/cd"), &data);
 }
 
 /// The origin closes mid-body: the client gets exactly the bytes sent, then the proxy closes
@@ -157,19 +162,7 @@ fn big_close_delimited_response(driver: &str) {
 fn origin_closes_mid_body(driver: &str) {
     let sent = Arc::new(pseudo_random_bytes(BIG / 3, 5));
     let origin = cut_short_origin(sent.clone(), None);
-    for mode in MODES {
-        let proxy = Proxy::start(driver, mode);
-        let mut s = proxy.connect();
-        s.write_all(get(&origin.url("/cut")).as_bytes())
-            .expect("send");
-        let (raw, took) = read_until_closed(&mut s, Duration::from_secs(10));
-        assert!(
-            took < Duration::from_secs(8),
-            "{mode:?}: no close ({took:?})"
-        );
-        assert_eq!(status_of(&raw), 200, "{mode:?}");
-        assert!(body_of(&raw) == *sent, "{mode:?}: body bytes differ");
-    }
+    body_then_close_in_both_modes(driver, &origin.url("/cut"), &sent);
 }
 
 /// The origin goes silent mid-body: after the response timeout the proxy closes the client,
