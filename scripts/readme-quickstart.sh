@@ -18,6 +18,9 @@ mkdir -p "$HOME"
 CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}" \
     cargo install --path . --locked --debug --quiet --root "$WORK/usr"
 export PATH="$WORK/usr/bin:$PATH"
+# has PATTERN TEXT: TEXT has a line matching PATTERN. (Not `cmd | grep -q`: grep stops at its
+# first match, and under pipefail the writer's EPIPE would fail the script at random.)
+has() { grep -q -- "$1" <<<"$2"; }
 lynxio --version
 
 # A Chromium NSS database in the new home, when certutil is there.
@@ -27,9 +30,9 @@ if command -v certutil >/dev/null; then
 fi
 mkdir -p "$WORK/root/etc/pki/ca-trust/source/anchors"
 lynxio ca install --system-root "$WORK/root"
-lynxio ca install --system-root "$WORK/root" | grep -q unchanged
+has unchanged "$(lynxio ca install --system-root "$WORK/root")"
 if command -v certutil >/dev/null; then
-    certutil -L -d "sql:$HOME/.pki/nssdb" | grep -q "lynxio CA"
+    has "lynxio CA" "$(certutil -L -d "sql:$HOME/.pki/nssdb")"
 fi
 
 # A TLS origin on loopback (its certificate pinned with --upstream-ca).
@@ -52,13 +55,13 @@ for _ in $(seq 100); do grep -q "listening on" "$WORK/ready" && break; sleep 0.1
 proxy=$(sed -n 's/.*listening on \([^ ,]*\).*/\1/p' "$WORK/ready")
 [ -n "$proxy" ] || { cat "$WORK/log"; exit 1; }
 
-curl -sS --fail --cacert "$(lynxio ca path)" -x "http://$proxy" "https://localhost:$port/" | grep -q s_server
-curl -sS --fail -x "http://$proxy" http://lynxio.ca/ | grep -q "lynxio ca install"
-curl -sS --fail -x "http://$proxy" http://lynxio.ca/cert | grep -q "BEGIN CERTIFICATE"
-curl -sS --fail "http://$proxy/proxy.pac" | grep -q "PROXY $proxy"
+has s_server "$(curl -sS --fail --cacert "$(lynxio ca path)" -x "http://$proxy" "https://localhost:$port/")"
+has "lynxio ca install" "$(curl -sS --fail -x "http://$proxy" http://lynxio.ca/)"
+has "BEGIN CERTIFICATE" "$(curl -sS --fail -x "http://$proxy" http://lynxio.ca/cert)"
+has "PROXY $proxy" "$(curl -sS --fail "http://$proxy/proxy.pac")"
 lynxio check-config --listen 127.0.0.1:8080 >/dev/null
-lynxio completions bash | grep -q lynxio
-lynxio man | grep -q '^.TH lynxio'
+has lynxio "$(lynxio completions bash)"
+has '^.TH lynxio' "$(lynxio man)"
 
 lynxio ca uninstall --system-root "$WORK/root"
 [ ! -e "$WORK/root/etc/pki/ca-trust/source/anchors/lynxio-ca.pem" ]
