@@ -167,11 +167,9 @@ pub async fn relay<R: AsyncReadRent, W: AsyncWriteRent>(
         }
         BodyKind::UntilClose => {
             let mut link = link;
-            if link.is_none() || tally.needs_bytes() {
-                buf.reserve_total(BODY_BUF_SIZE);
-            }
-            // A close-delimited body has no known size: its first `min` bytes are copied, the
-            // rest (if any) spliced.
+            // A close-delimited body has no known size: its first `min` bytes are copied (so
+            // through a full-size buffer), the rest (if any) spliced.
+            buf.reserve_total(BODY_BUF_SIZE);
             loop {
                 if buf.is_empty()
                     && !tally.needs_bytes()
@@ -243,7 +241,10 @@ async fn relay_length<R: AsyncReadRent, W: AsyncWriteRent>(
         {
             match splice_rest(l, Span::Exactly(remaining), idle, tally).await {
                 Ok(()) => return Ok(()),
-                Err(None) => link = None,
+                Err(None) => {
+                    link = None;
+                    buf.reserve_total(BODY_BUF_SIZE);
+                }
                 Err(Some(e)) => return Err(e),
             }
         }
