@@ -1,15 +1,15 @@
 //! One-way transfers of a span of bytes between two sockets that stay open afterwards: the
 //! message bodies nobody needs to see, moved socket → pipe → socket by the same [`Pump`] as a
-//! tunnel direction (readiness first, a pooled pipe leased only while bytes are in flight,
-//! copying when splice is off or refused), but bounded: exactly `n` bytes (never reading past
-//! them, so the next message on the connection stays put) or until the source ends, no FIN
-//! afterwards, and every wait limited by an idle timeout. The caller's sockets belong to monoio
+//! tunnel direction (a readiness wait between bursts, a pooled pipe leased only while bytes are
+//! in flight, copying when splice is off or refused), but bounded: exactly `n` bytes (never
+//! reading past them, so the next message on the connection stays put) or until the source
+//! ends, no FIN afterwards, and every wait limited by an idle timeout. The caller's sockets belong to monoio
 //! and keep being used by it after the transfer, so the waits run on private duplicates of
 //! their fds (`dup(2)`: the same socket, its own registration with the runtime), and the
 //! sockets are left `O_NONBLOCK` (see [`sys::set_nonblocking`]; monoio's io_uring recv/send
 //! ops arm a poll on `EAGAIN` whatever the flag, and its epoll driver sets it itself). As for
-//! tunnels, a same-host receiving socket is moved off BBR (`net::tcp`), which on loopback
-//! triples what one burst moves.
+//! tunnels, a same-host receiving socket is moved off BBR (`net::tcp`): on loopback BBR's tiny
+//! window kept spliced bodies slower than copies.
 
 use std::cell::Cell;
 use std::io;
