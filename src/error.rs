@@ -44,6 +44,10 @@ pub enum ProxyError {
     /// No address accepted the connection in time.
     #[error("connect to {target} timed out")]
     ConnectTimeout { target: String },
+    /// Every connection this worker may open to the origin (`--pool-max-open-per-host`) stayed
+    /// busy for the connect timeout, and none was handed over.
+    #[error("all {open} connections to {target} stayed busy")]
+    OriginBusy { target: String, open: usize },
     /// No certificate could be minted to intercept `host`.
     #[error("cannot make a certificate for {host}: {reason}")]
     Certificate { host: String, reason: String },
@@ -96,7 +100,9 @@ impl ProxyError {
             | ProxyError::UpstreamIo(_)
             | ProxyError::UpstreamTls { .. }
             | ProxyError::Certificate { .. } => 502,
-            ProxyError::ConnectTimeout { .. } | ProxyError::ResponseTimeout => 504,
+            ProxyError::ConnectTimeout { .. }
+            | ProxyError::OriginBusy { .. }
+            | ProxyError::ResponseTimeout => 504,
             ProxyError::MockFile { .. } => 500,
             ProxyError::ProxyAuthRequired(_) => 407,
             ProxyError::DestRefused { .. } => 403,
@@ -150,6 +156,11 @@ impl ProxyError {
             }
             ProxyError::ConnectTimeout { target } => format!(
                 "connecting to {target} took longer than {} (--connect-timeout)",
+                secs(cfg.timeouts.connect)
+            ),
+            ProxyError::OriginBusy { target, open } => format!(
+                "all {open} connections lynxio may open to {target} (--pool-max-open-per-host) \
+                 stayed busy for {} (--connect-timeout)",
                 secs(cfg.timeouts.connect)
             ),
             ProxyError::Certificate { host, reason } => {
@@ -231,6 +242,7 @@ mod tests {
         "BadRequest",
         "BadResponse",
         "UpstreamTls",
+        "OriginBusy",
         "ParseError",
     ];
 
@@ -260,6 +272,10 @@ mod tests {
             ProxyError::ResponseTimeout,
             ProxyError::ConnectTimeout {
                 target: "a.test:80".into(),
+            },
+            ProxyError::OriginBusy {
+                target: "a.test:80".into(),
+                open: 256,
             },
         ]);
         for e in &errors {

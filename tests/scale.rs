@@ -85,8 +85,9 @@ fn clients_share_a_capped_set_of_origin_connections(driver: &str) {
     );
 }
 
-/// A request waiting at a full origin gives up after the connect timeout (504), and the
-/// connection it waited for still serves the next request once free.
+/// A request waiting at a full origin gives up after the connect timeout (504, saying the
+/// origin's connections stayed busy), and the connection it waited for still serves the next
+/// request once free.
 fn a_request_waits_at_most_the_connect_timeout(driver: &str) {
     let origin = Origin::http(|req| {
         if req.target.ends_with("/slow") {
@@ -114,6 +115,11 @@ fn a_request_waits_at_most_the_connect_timeout(driver: &str) {
     let mut waiting = Reader::new(proxy.connect());
     let resp = roundtrip(&mut waiting, "GET", &get(&origin.url("/fast")));
     assert_eq!(resp.status, 504, "waited past the connect timeout");
+    let why = resp.body_str();
+    assert!(
+        why.contains("all 1 connections") && why.contains("--pool-max-open-per-host"),
+        "the answer says why: {why}"
+    );
     assert_eq!(slow.join().expect("slow client"), 200);
     let mut later = Reader::new(proxy.connect());
     assert_eq!(

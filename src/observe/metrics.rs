@@ -113,6 +113,8 @@ pub enum ErrorKind {
     Resolve,
     Connect,
     ConnectTimeout,
+    /// Every connection allowed to the origin stayed busy (`--pool-max-open-per-host`).
+    OriginBusy,
     Certificate,
     UpstreamTls,
     ResponseTimeout,
@@ -132,7 +134,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 19] = [
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::BadRequest,
         ErrorKind::NotProxyRequest,
         ErrorKind::Refused,
@@ -141,6 +143,7 @@ impl ErrorKind {
         ErrorKind::Resolve,
         ErrorKind::Connect,
         ErrorKind::ConnectTimeout,
+        ErrorKind::OriginBusy,
         ErrorKind::Certificate,
         ErrorKind::UpstreamTls,
         ErrorKind::ResponseTimeout,
@@ -164,6 +167,7 @@ impl ErrorKind {
             ErrorKind::Resolve => "resolve",
             ErrorKind::Connect => "connect",
             ErrorKind::ConnectTimeout => "connect_timeout",
+            ErrorKind::OriginBusy => "origin_busy",
             ErrorKind::Certificate => "certificate",
             ErrorKind::UpstreamTls => "upstream_tls",
             ErrorKind::ResponseTimeout => "response_timeout",

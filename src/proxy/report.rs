@@ -65,6 +65,7 @@ fn error_kind(e: &ProxyError) -> ErrorKind {
         ProxyError::Resolve { .. } => ErrorKind::Resolve,
         ProxyError::Connect { .. } => ErrorKind::Connect,
         ProxyError::ConnectTimeout { .. } => ErrorKind::ConnectTimeout,
+        ProxyError::OriginBusy { .. } => ErrorKind::OriginBusy,
         ProxyError::Certificate { .. } => ErrorKind::Certificate,
         ProxyError::UpstreamTls { .. } => ErrorKind::UpstreamTls,
         ProxyError::ResponseTimeout => ErrorKind::ResponseTimeout,

@@ -116,8 +116,9 @@ pub async fn get(
                 }
                 Ok(Grant::Open(p)) => p,
                 Err(_) => {
-                    return Err(ProxyError::ConnectTimeout {
+                    return Err(ProxyError::OriginBusy {
                         target: format!("{}:{}", route.host, route.port),
+                        open: worker.cfg.pool_max_open_per_host,
                     });
                 }
             }

@@ -84,6 +84,7 @@ pub const INTERNAL_ERROR_NAMES: &[&str] = &[
     "ClientHeadTimeout",
     "ResponseTimeout",
     "ConnectTimeout",
+    "OriginBusy",
     "UpstreamTls",
     "UpstreamIo",
     "ParseError",

@@ -114,6 +114,7 @@ impl Side {
         match error {
             ProxyError::ResponseTimeout
             | ProxyError::ConnectTimeout { .. }
+            | ProxyError::OriginBusy { .. }
             | ProxyError::ClientHeadTimeout => Side::Timeout,
             ProxyError::Resolve { .. }
             | ProxyError::Connect { .. }
