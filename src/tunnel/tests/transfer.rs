@@ -43,6 +43,33 @@ async fn run_transfer(
     (res, moved.get())
 }
 
+/// A peer thread sending blocks `0..count` of stream `seed`, then `tail` (`None`: FIN).
+fn send_body(
+    peer: &std::net::TcpStream,
+    seed: u64,
+    count: u64,
+    tail: Option<&'static [u8]>,
+) -> JoinHandle<()> {
+    let mut w = clone(peer);
+    spawn(move || {
+        send_blocks(&mut w, seed, 0, count);
+        match tail {
+            Some(bytes) => w.write_all(bytes).expect("tail"),
+            None => w.shutdown(Shutdown::Write).expect("shutdown"),
+        }
+    })
+}
+
+/// A peer thread reading exactly `len` bytes and returning them.
+fn receive_exactly(peer: &std::net::TcpStream, len: u64) -> JoinHandle<Vec<u8>> {
+    let mut r = clone(peer);
+    spawn(move || {
+        let mut got = vec![0u8; len as usize];
+        r.read_exact(&mut got).expect("body");
+        got
+    })
+}
+
 /// Exactly the body moves; the next message behind it stays on the source for monoio to read,
 /// and monoio can still write to the destination afterwards.
 #[test]
@@ -51,17 +78,8 @@ fn exactly_moves_the_body_and_not_one_byte_more() {
         for splice in [true, false] {
             let pools = TunnelPools::new(&cfg(splice));
             let mut f = fixture();
-            let mut cw = clone(&f.client);
-            let mut or = clone(&f.origin);
-            let sender = spawn(move || {
-                send_blocks(&mut cw, 7, 0, BODY_BLOCKS);
-                cw.write_all(b"NEXT").expect("next");
-            });
-            let receiver = spawn(move || {
-                let mut got = vec![0u8; body_len() as usize];
-                or.read_exact(&mut got).expect("body");
-                got
-            });
+            let sender = send_body(&f.client, 7, BODY_BLOCKS, Some(b"NEXT"));
+            let receiver = receive_exactly(&f.origin, body_len());
             let (res, moved) =
                 run_transfer(&f, Span::Exactly(body_len()), IDLE, splice, &pools).await;
             assert!(res.is_ok(), "{driver} splice={splice}: {res:?}");
@@ -91,11 +109,7 @@ fn until_eof_moves_everything_and_leaves_destination_open() {
         for splice in [true, false] {
             let pools = TunnelPools::new(&cfg(splice));
             let f = fixture();
-            let mut cw = clone(&f.client);
-            let sender = spawn(move || {
-                send_blocks(&mut cw, 8, 0, BODY_BLOCKS);
-                cw.shutdown(Shutdown::Write).expect("shutdown");
-            });
+            let sender = send_body(&f.client, 8, BODY_BLOCKS, None);
             let mut or = clone(&f.origin);
             let receiver = spawn(move || {
                 let mut got = vec![0u8; body_len() as usize];
@@ -125,16 +139,8 @@ fn source_ending_early_is_unexpected_eof() {
         for splice in [true, false] {
             let pools = TunnelPools::new(&cfg(splice));
             let f = fixture();
-            let mut cw = clone(&f.client);
-            let sender = spawn(move || {
-                send_blocks(&mut cw, 9, 0, BODY_BLOCKS / 2);
-                cw.shutdown(Shutdown::Write).expect("shutdown");
-            });
-            let mut or = clone(&f.origin);
-            let receiver = spawn(move || {
-                let mut got = vec![0u8; body_len() as usize / 2];
-                or.read_exact(&mut got).expect("half the body");
-            });
+            let sender = send_body(&f.client, 9, BODY_BLOCKS / 2, None);
+            let receiver = receive_exactly(&f.origin, body_len() / 2);
             let (res, moved) =
                 run_transfer(&f, Span::Exactly(body_len()), IDLE, splice, &pools).await;
             match res {
@@ -145,7 +151,10 @@ fn source_ending_early_is_unexpected_eof() {
             }
             assert_eq!(moved, body_len() / 2);
             join(sender).await;
-            join(receiver).await;
+            assert!(
+                join(receiver).await == blocks(9, 0, BODY_BLOCKS / 2),
+                "{driver} splice={splice}: what moved differs"
+            );
             assert_pools_settled(&pools);
         }
     });
