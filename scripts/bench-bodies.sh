@@ -32,10 +32,11 @@ NGINX_PORT=${NGINX_PORT:-18680}
 TLS_PORT=${TLS_PORT:-18683}
 SINK_PORT=${SINK_PORT:-18684}
 SQUID_PORT=${SQUID_PORT:-18681}
+HAPROXY_PORT=${HAPROXY_PORT:-18685}
 LYNXIO_PORT=${LYNXIO_PORT:-18682}
 TICKS=$(getconf CLK_TCK)
 
-install_missing wrk curl nginx squid openssl
+install_missing wrk curl nginx squid openssl haproxy
 SQUID=$(command -v squid || echo /usr/sbin/squid)
 # LYNXIO=path/to/lynxio measures that binary instead of building this tree's release one.
 if [ -z "${LYNXIO:-}" ]; then
@@ -91,10 +92,28 @@ start_variant() {
         write_squid_conf "$SQUID_PORT"
         run_proxy "$capped" "$SQUID" -f "$WORK/squid.conf" -N
         ;;
+    haproxy) run_proxy "$capped" haproxy -f "$WORK/haproxy.cfg" -db ;;
     esac
     wait_port "$(port_of "$name")"
 }
-port_of() { if [ "$1" = squid ]; then echo "$SQUID_PORT"; else echo "$LYNXIO_PORT"; fi; }
+port_of() {
+    case "$1" in
+    squid) echo "$SQUID_PORT" ;;
+    haproxy) echo "$HAPROXY_PORT" ;;
+    *) echo "$LYNXIO_PORT" ;;
+    esac
+}
+
+# core_jiffies CORE -> "busy total" jiffies of that core since boot (/proc/stat).
+core_jiffies() {
+    awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+# busy_since "BUSY TOTAL" CORE -> percent of that core busy since the core_jiffies sample.
+busy_since() {
+    local now
+    now=$(core_jiffies "$2")
+    python3 -c "import sys; b0,t0,b1,t1=map(float,sys.argv[1:]); print(f'{100*(b1-b0)/max(t1-t0,1):.0f}')" $1 $now
+}
 
 
 # --- origins --------------------------------------------------------------------------------
@@ -155,6 +174,28 @@ while True:
     c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
     c.close()
 PY
+# HAProxy 2.6 as the reference of a tuned splicing proxy: HTTP mode, one thread, kernel
+# splicing of bodies where it judges it pays (splice-auto), origin connections reused.
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    option splice-auto
+    http-reuse always
+frontend in
+    bind 127.0.0.1:$HAPROXY_PORT
+    use_backend sink if { url_port $SINK_PORT }
+    default_backend origin
+backend origin
+    server nginx 127.0.0.1:$NGINX_PORT
+backend sink
+    server sink 127.0.0.1:$SINK_PORT
+EOF
 taskset -c "$LOAD_CORE" python3 "$WORK/sink.py" "$SINK_PORT" &
 PIDS+=($!)
 wait_port "$SINK_PORT"
@@ -162,24 +203,27 @@ wait_port "$SINK_PORT"
 # --- measurements ---------------------------------------------------------------------------
 # wrk_1m VARIANT CAPPED -> "req/s s_per_GB"
 wrk_1m() {
-    local name=$1 capped=$2 port out before after
+    local name=$1 capped=$2 port out before after load0 busy
     port=$(port_of "$name")
     start_variant "$name" "$capped"
     before=$(cpu_ticks "$PROXY_PID")
+    load0=$(core_jiffies "$LOAD_CORE")
     out=$(ABS_URL="http://127.0.0.1:$NGINX_PORT/${PATH_1M:-1m}" taskset -c "$LOAD_CORE" \
         wrk -t1 -c16 -d"$DURATION" -s "$WORK/abs.lua" "http://127.0.0.1:$port/")
     after=$(cpu_ticks "$PROXY_PID")
+    busy=$(busy_since "$load0" "$LOAD_CORE")
     stop_pid "$PROXY_PID"
     echo "$out" >>"$WORK/wrk.log"
-    python3 - "$out" "$before" "$after" "$TICKS" <<'PY'
+    python3 - "$out" "$before" "$after" "$TICKS" "$busy" <<'PY'
 import re, sys
 out, b, a, ticks = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+busy = sys.argv[5]
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 m = re.search(r"([\d.]+)([KMG]?B) read", out)
 gb = float(m.group(1)) * {"B": 1e-9, "KB": 1024 / 1e9, "MB": 1024**2 / 1e9, "GB": 1024**3 / 1e9}[m.group(2)]
 if "Non-2xx" in out or "Socket errors" in out:
     print("warning: errors in a wrk run", file=sys.stderr)
-print(f"{rps:.1f} {(a - b) / ticks / max(gb, 1e-9):.3f}")
+print(f"{rps:.1f} {(a - b) / ticks / max(gb, 1e-9):.3f} {busy}")
 PY
 }
 
@@ -204,14 +248,17 @@ PY
 
 # direct_1m -> "req/s" straight to nginx (the line a perfect proxy reaches).
 direct_1m() {
-    taskset -c "$LOAD_CORE" wrk -t1 -c16 -d"$DURATION" "http://127.0.0.1:$NGINX_PORT/1m" |
-        awk '/Requests\/sec/ {print $2}'
+    local load0 rps
+    load0=$(core_jiffies "$LOAD_CORE")
+    rps=$(taskset -c "$LOAD_CORE" wrk -t1 -c16 -d"$DURATION" "http://127.0.0.1:$NGINX_PORT/1m" |
+        awk '/Requests\/sec/ {print $2}')
+    echo "$rps 0 $(busy_since "$load0" "$LOAD_CORE")"
 }
 
 # curl_big VARIANT MODE(plain|connect|https|upload) -> "MB/s s_per_GB"; VARIANT "direct" runs
 # without a proxy (CPU column 0).
 curl_big() {
-    local name=$1 mode=$2 port args=() before=0 after=0 out
+    local name=$1 mode=$2 port args=() before=0 after=0 out load0 busy
     if [ "$name" != direct ]; then
         port=$(port_of "$name")
         start_variant "$name" "${CAPPED:-1}"
@@ -224,17 +271,19 @@ curl_big() {
     https) args+=(-k "https://127.0.0.1:$TLS_PORT/big" -o /dev/null) ;;
     upload) args+=(-H "Expect:" -T "$WORK/www/big" "http://127.0.0.1:$SINK_PORT/upload" -o /dev/null) ;;
     esac
+    load0=$(core_jiffies "$LOAD_CORE")
     out=$(taskset -c "$LOAD_CORE" curl -sS --fail -w '%{size_download} %{size_upload} %{time_total}' "${args[@]}")
+    busy=$(busy_since "$load0" "$LOAD_CORE")
     if [ "$name" != direct ]; then
         after=$(cpu_ticks "$PROXY_PID")
         stop_pid "$PROXY_PID"
     fi
-    python3 - "$out" "$before" "$after" "$TICKS" <<'PY'
+    python3 - "$out" "$before" "$after" "$TICKS" "$busy" <<'PY'
 import sys
 down, up, secs = (float(x) for x in sys.argv[1].split())
 b, a, ticks = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 moved = max(down, up)
-print(f"{moved / secs / 1e6:.0f} {(a - b) / ticks / (moved / 1e9):.3f}")
+print(f"{moved / secs / 1e6:.0f} {(a - b) / ticks / (moved / 1e9):.3f} {sys.argv[5]}")
 PY
 }
 
@@ -246,15 +295,18 @@ for rep in $(seq 1 "$REPS"); do
     fi
     [ -n "${SKIP_MAIN:-}" ] && continue
     echo "repetition $rep/$REPS" >&2
-    for v in lynxio lynxio-copy squid; do record "1m-$v" "$(wrk_1m "$v" 1)"; done
-    record "1m-direct" "$(direct_1m) 0"
-    record "1m-lynxio-uncapped" "$(wrk_1m lynxio 0)"
-    for v in lynxio lynxio-copy squid; do
-        for mode in plain connect https; do record "$mode-$v" "$(curl_big "$v" "$mode")"; done
-    done
+    if [ -z "${ONLY_UNCAPPED:-}" ]; then
+        for v in lynxio lynxio-copy haproxy squid; do record "1m-$v" "$(wrk_1m "$v" 1)"; done
+    fi
+    record "1m-direct" "$(direct_1m)"
+    for v in lynxio haproxy; do record "1m-$v-uncapped" "$(wrk_1m "$v" 0)"; done
+    if [ -z "${ONLY_UNCAPPED:-}" ]; then
+        for v in lynxio lynxio-copy squid; do
+            for mode in plain connect https; do record "$mode-$v" "$(curl_big "$v" "$mode")"; done
+        done
+    fi
     record "upload-direct" "$(curl_big direct upload)"
-    record "upload-lynxio" "$(CAPPED=0 curl_big lynxio upload)"
-    record "upload-lynxio-copy" "$(CAPPED=0 curl_big lynxio-copy upload)"
+    for v in lynxio lynxio-copy haproxy; do record "upload-$v" "$(CAPPED=0 curl_big "$v" upload)"; done
 done
 
 median() { python3 -c "import statistics,sys; print(statistics.median(float(l.split()[$2]) for l in open(sys.argv[1])))" "$WORK/$1.runs"; }
@@ -264,26 +316,35 @@ echo
 echo "Bodies, $(date -u +%F), $(nproc) cores, $(uname -r); proxies capped at ${CAP}% of core $PROXY_CORE" \
     "$([ -z "$CGROUP" ] && echo '(NOT capped: no cgroup)'), load on core $LOAD_CORE, median of $REPS"
 echo
+if [ -z "${ONLY_UNCAPPED:-}" ]; then
 echo "| 1 MiB GETs, wrk -c16 | req/s | vs Squid | proxy CPU s/GB | Squid's CPU/GB ÷ this |"
 echo "|---|---:|---:|---:|---:|"
 sq_rps=$(median 1m-squid 0)
 sq_cpu=$(median 1m-squid 1)
-for v in lynxio lynxio-copy squid; do
+for v in lynxio lynxio-copy haproxy squid; do
     echo "| $v (capped) | $(median "1m-$v" 0) | $(ratio "$(median "1m-$v" 0)" "$sq_rps") | $(median "1m-$v" 1) | $(ratio "$sq_cpu" "$(median "1m-$v" 1)") |"
 done
-echo "| lynxio (uncapped) | $(median 1m-lynxio-uncapped 0) | vs direct $(ratio "$(median 1m-lynxio-uncapped 0)" "$(median 1m-direct 0)") | $(median 1m-lynxio-uncapped 1) | |"
-echo "| direct to nginx | $(median 1m-direct 0) | | | |"
+echo
+fi
+echo "| 1 MiB GETs, wrk -c16, uncapped | req/s | vs direct | proxy CPU s/GB | load core busy % |"
+echo "|---|---:|---:|---:|---:|"
+echo "| direct to nginx | $(median 1m-direct 0) | 1.00x | | $(median 1m-direct 2) |"
+for v in lynxio haproxy; do
+    echo "| $v | $(median "1m-$v-uncapped" 0) | $(ratio "$(median "1m-$v-uncapped" 0)" "$(median 1m-direct 0)") | $(median "1m-$v-uncapped" 1) | $(median "1m-$v-uncapped" 2) |"
+done
+if [ -z "${ONLY_UNCAPPED:-}" ]; then
 echo
 echo "| ${SIZE_MB} MiB transfer, curl | lynxio s/GB | lynxio-copy s/GB | Squid s/GB | Squid ÷ lynxio |"
 echo "|---|---:|---:|---:|---:|"
 for mode in plain connect https; do
     echo "| $mode | $(median "$mode-lynxio" 1) | $(median "$mode-lynxio-copy" 1) | $(median "$mode-squid" 1) | $(ratio "$(median "$mode-squid" 1)" "$(median "$mode-lynxio" 1)") |"
 done
+fi
 echo
-echo "| ${SIZE_MB} MiB upload (uncapped) | MB/s | vs direct | proxy CPU s/GB |"
-echo "|---|---:|---:|---:|"
-for v in direct lynxio lynxio-copy; do
-    echo "| $v | $(median "upload-$v" 0) | $(ratio "$(median "upload-$v" 0)" "$(median upload-direct 0)") | $(median "upload-$v" 1) |"
+echo "| ${SIZE_MB} MiB upload (uncapped) | MB/s | vs direct | proxy CPU s/GB | load core busy % |"
+echo "|---|---:|---:|---:|---:|"
+for v in direct lynxio lynxio-copy haproxy; do
+    echo "| $v | $(median "upload-$v" 0) | $(ratio "$(median "upload-$v" 0)" "$(median upload-direct 0)") | $(median "upload-$v" 1) | $(median "upload-$v" 2) |"
 done
 fi
 
