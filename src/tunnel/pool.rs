@@ -51,6 +51,11 @@ impl TunnelPools {
     }
 
     /// Pipes waiting in the pool.
+    /// Capacity of the pipes this pool leases (bytes).
+    pub fn pipe_size(&self) -> usize {
+        self.pipe_size
+    }
+
     pub fn idle_pipes(&self) -> usize {
         self.pipes.borrow().len()
     }

@@ -165,6 +165,43 @@ pub fn watch(fd: RawFd) -> io::Result<monoio::net::TcpStream> {
     monoio::net::TcpStream::from_std(std)
 }
 
+/// Set the socket's receive low-water mark (`SO_RCVLOWAT`): readiness and wake-ups wait until
+/// at least `bytes` are queued (or the stream ends, or an error is pending).
+pub fn set_rcvlowat(fd: RawFd, bytes: usize) -> io::Result<()> {
+    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
+    // SAFETY: setsockopt on an open socket held by the caller; `value` lives across the call
+    // and the length passed is its size.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&raw const value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    check(ret as isize).map(|_| ())
+}
+
+/// The socket's receive low-water mark (for tests: a pump must leave it at one byte).
+#[cfg(test)]
+pub fn rcvlowat(fd: RawFd) -> io::Result<usize> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt on an open socket held by the caller, writing at most `len` bytes
+    // into `value`, which lives across the call.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVLOWAT,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    check(ret as isize).map(|_| value as usize)
+}
+
 /// Set `O_NONBLOCK` on `fd` (keeping its other status flags).
 pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     // SAFETY: F_GETFL on an open fd held by the caller; no memory is passed.

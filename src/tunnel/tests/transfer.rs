@@ -92,6 +92,7 @@ fn exactly_moves_the_body_and_not_one_byte_more() {
             let (n, next) = f.c.read(vec![0u8; 16]).await;
             assert_eq!(n.expect("monoio read after transfer"), 4);
             assert_eq!(&next[..4], b"NEXT", "{driver} splice={splice}");
+            assert_eq!(sys::rcvlowat(f.c.as_raw_fd()).expect("SO_RCVLOWAT"), 1);
             let (w, _) = f.o.write_all(b"AFTER").await;
             w.expect("monoio write after transfer");
             let mut after = [0u8; 5];
@@ -202,6 +203,61 @@ fn stalls_time_out_on_the_stalled_side() {
             // Closing the fixture unblocks the sender thread.
             drop(f);
             assert_eq!(pools.in_use_pipes(), 0, "pipe still leased");
+        }
+    });
+}
+
+/// A body that arrives in bulk and then, after a pause with the connection open, a short tail:
+/// the low-water mark asked for after the bulk burst gives way to the tail long before the idle
+/// timeout (the sender closes only once the receiver has the tail, which ends the transfer;
+/// a stuck tail times the transfer out instead), and the source's mark is back to one byte
+/// afterwards. The body is queued on the source before the transfer starts, so its first burst
+/// is bulk for certain.
+#[test]
+fn bulk_then_a_late_tail() {
+    on_both_drivers(|driver| async move {
+        for splice in [true, false] {
+            let pools = TunnelPools::new(&cfg(splice));
+            let f = fixture();
+            let room = 2 * body_len() as usize;
+            let fd = crate::net::sys::borrow_socket(&f.c);
+            socket2::SockRef::from(&fd)
+                .set_recv_buffer_size(room)
+                .expect("SO_RCVBUF");
+            let (queued, body_queued) = std::sync::mpsc::channel::<()>();
+            let (got_tail, tail_seen) = std::sync::mpsc::channel::<()>();
+            let mut w = clone(&f.client);
+            let sender = spawn(move || {
+                send_blocks(&mut w, 11, 0, BODY_BLOCKS);
+                let _ = queued.send(());
+                thread::sleep(IDLE / 4);
+                w.write_all(b"tail").expect("tail");
+                let seen = tail_seen.recv_timeout(IDLE * 5).is_ok();
+                w.shutdown(Shutdown::Write).expect("shutdown");
+                seen
+            });
+            let mut r = clone(&f.origin);
+            let receiver = spawn(move || {
+                let mut got = vec![0u8; body_len() as usize + 4];
+                r.read_exact(&mut got).expect("body and tail");
+                let _ = got_tail.send(());
+                got
+            });
+            body_queued
+                .recv_timeout(RELAY_LIMIT)
+                .expect("body not queued");
+            let (res, moved) = run_transfer(&f, Span::UntilEof, IDLE, splice, &pools).await;
+            assert!(res.is_ok(), "{driver} splice={splice}: {res:?}");
+            assert_eq!(moved, body_len() + 4);
+            assert!(
+                join(sender).await,
+                "{driver} splice={splice}: tail held back"
+            );
+            let mut want = blocks(11, 0, BODY_BLOCKS);
+            want.extend_from_slice(b"tail");
+            assert!(join(receiver).await == want, "{driver}: bytes differ");
+            assert_eq!(sys::rcvlowat(f.c.as_raw_fd()).expect("SO_RCVLOWAT"), 1);
+            assert_pools_settled(&pools);
         }
     });
 }
