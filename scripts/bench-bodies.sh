@@ -359,11 +359,11 @@ fi
 
 if [ -n "${SPLICE_MIN_SIZES:-}" ]; then
     echo
-    echo "| body size (capped) | splice req/s | copy req/s | splice ÷ copy | splice s/GB | copy s/GB |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| body size (capped) | splice req/s | copy req/s | splice ÷ copy | splice s/GB | copy s/GB | load core busy % (splice, copy) |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
     for kib in $SPLICE_MIN_SIZES; do
-        s=$(PATH_1M="${kib}k" LYNXIO_ARGS="--splice-body-min 1" wrk_1m lynxio 1)
-        c=$(PATH_1M="${kib}k" wrk_1m lynxio-copy 1)
-        echo "| ${kib} KiB | ${s% *} | ${c% *} | $(ratio "${s% *}" "${c% *}") | ${s#* } | ${c#* } |"
+        read -r s_rps s_cpu s_busy <<<"$(PATH_1M="${kib}k" LYNXIO_ARGS="--splice-body-min 1" wrk_1m lynxio 1)"
+        read -r c_rps c_cpu c_busy <<<"$(PATH_1M="${kib}k" wrk_1m lynxio-copy 1)"
+        echo "| ${kib} KiB | $s_rps | $c_rps | $(ratio "$s_rps" "$c_rps") | $s_cpu | $c_cpu | $s_busy, $c_busy |"
     done
 fi

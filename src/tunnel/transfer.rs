@@ -23,11 +23,11 @@ use super::sys;
 /// Default smallest body remainder (bytes not yet read when a relay would start its kernel path)
 /// moved by splice rather than copied. Measured with every body forced through splice, against
 /// copying, from an nginx origin on loopback (BENCHMARKS.md, "Bodies by splice"): splice wins
-/// from 768 KiB up (1.1–1.6× the requests/s, down to a third of the CPU per GB at 4 MiB) and
-/// loses between 128 and 512 KiB (0.6–0.8×), where copying moves the whole body in a few 64 KiB
-/// reads that each find it already queued, while splice pays a transfer's setup (two `dup`s,
-/// flag checks, closes) and more wake-ups per burst.
-pub const SPLICE_BODY_MIN: u64 = 512 * 1024;
+/// from 256 KiB up in every run (1.2–1.6× the requests/s at 20–40 % less CPU per GB), while at
+/// 32–128 KiB the two trade places from run to run: copying moves such a body in one or two
+/// 64 KiB reads that find it queued, and a transfer pays its setup (two `dup`s, flag checks,
+/// closes) for little.
+pub const SPLICE_BODY_MIN: u64 = 256 * 1024;
 
 /// How much a transfer moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
