@@ -1,6 +1,7 @@
 //! Who may use the proxy and where it may go, black-box: `--auth` (and `--auth-file`) answers
-//! every request and CONNECT without valid Basic credentials with 407 and `Proxy-Authenticate`,
-//! dials nothing, never forwards `Proxy-Authorization` and never logs the credentials;
+//! every request and CONNECT without valid Basic credentials with 407 and `Proxy-Authenticate`
+//! (but for a browser's direct fetch of the PAC file from the listener), dials nothing, never
+//! forwards `Proxy-Authorization` and never logs the credentials;
 //! `--dest-policy public` refuses loopback, private, link-local and IPv4-mapped destinations —
 //! by address and by a name resolving to one — and CONNECT ports outside `--connect-ports`, with
 //! a 403 naming the reason and nothing dialed; `--allow-dest` re-allows a range; the default is
@@ -106,6 +107,17 @@ fn auth_required(driver: &str) {
         format!("GET /in HTTP/1.1\r\nHost: {}\r\n\r\n", origin.addr).as_bytes(),
     );
     assert_eq!(m.status, 200);
+    // A browser fetches its PAC file from the listener itself, without credentials: served.
+    // The same file asked for through the proxy still needs them.
+    let pac = roundtrip(
+        &mut Reader::new(proxy.connect()),
+        "GET",
+        format!("GET /proxy.pac HTTP/1.1\r\nHost: {}\r\n\r\n", proxy.addr).as_bytes(),
+    );
+    assert_eq!(pac.status, 200);
+    assert!(pac.body_str().contains("FindProxyForURL"));
+    let proxied = b"GET http://lynxio.ca/proxy.pac HTTP/1.1\r\nHost: lynxio.ca\r\n\r\n";
+    assert_error_reply(&send_raw(proxy.addr, proxied, WAIT), 407, "proxied PAC");
     let log = proxy.stop_and_log();
     for secret in ["s3cret", "hunter2", "YWxpY2U6czNjcmV0"] {
         assert!(!log.contains(secret), "{secret} appears in the log:\n{log}");

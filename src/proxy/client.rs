@@ -428,6 +428,13 @@ async fn serve_request<R: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
+/// A browser fetching its PAC file from the listener itself (`GET /proxy.pac`, origin form):
+/// such fetches never carry proxy credentials, so `--auth` does not apply to them. The file
+/// only names the proxy the client has already reached.
+fn is_direct_pac_fetch(head: &RequestHead) -> bool {
+    matches!(head.method, Method::Get | Method::Head) && route::is_pac_path(head.target())
+}
+
 /// One request, start to end: route it, answer or forward it, report it.
 async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     worker: &Worker,
@@ -437,6 +444,7 @@ async fn exchange<R: AsyncReadRent, W: AsyncWriteRent>(
     flow: &mut Flow,
 ) -> After {
     if let (Some(auth), ConnCtx::Proxy) = (&worker.cfg.auth, ctx)
+        && !is_direct_pac_fetch(head)
         && let Err(refusal) = auth.check(head.headers.get("proxy-authorization"))
     {
         report::request(worker, flow, head, "");
