@@ -46,8 +46,8 @@ fn listen_socket(addr: SocketAddr) -> io::Result<Socket> {
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
-    // Every client of a loopback listener is on this host: its connections start on Reno.
-    if let Err(e) = super::tcp::same_host_from_birth(&socket, addr) {
+    // Clients on this host start on Reno (see `net::tcp`).
+    if let Err(e) = super::tcp::listener_from_birth(&socket, addr) {
         tracing::debug!(%addr, error = %e, "setting the listener's congestion control failed");
     }
     Ok(socket)

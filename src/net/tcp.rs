@@ -13,21 +13,23 @@
 //! Connections to other hosts keep the system's choice; so does a loopback socket already on a
 //! loss-based algorithm.
 //!
-//! Where it can, lynxio picks Reno *before* the connection exists ([`same_host_from_birth`]): on
-//! a listener bound to a loopback address (its accepted sockets inherit the listener's choice)
-//! and on a socket about to dial a loopback address. Swapping an established socket off BBR
-//! leaves the kernel's internal pacing switched on (BBR's init asks for it and nothing turns it
-//! off), and with internal pacing every 64 KiB loopback segment after the first of a send
-//! waits for its own high-resolution timer: on the 2-core VM a spliced 1 MiB body cost 0.50 s
-//! of proxy CPU per GB swapped and 0.31 born Reno. A loopback peer reaching a wildcard
-//! listener, or an origin on one of the host's own non-loopback addresses, is still swapped
-//! after the fact ([`tune`]).
+//! Where it can, lynxio picks Reno *before* the connection exists: on a listener bound to a
+//! loopback or wildcard address ([`listener_from_birth`]; accepted sockets inherit the
+//! listener's choice, and on a wildcard listener a client from another host gets the system
+//! default back at once, [`accepted_on_wildcard`]) and on a socket about to dial a loopback
+//! address ([`same_host_from_birth`]). Swapping an established socket off BBR leaves the
+//! kernel's internal pacing switched on (BBR's init asks for it and nothing turns it off), and
+//! with internal pacing every 64 KiB loopback segment after the first of a send waits for its
+//! own high-resolution timer: on the 2-core VM a spliced 1 MiB body cost 0.50 s of proxy CPU
+//! per GB swapped and 0.31 born Reno. A listener bound to one of the host's own non-loopback
+//! addresses, and an origin on one, are still swapped after the fact ([`tune`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::OnceLock;
 
 use monoio::net::TcpStream;
-use socket2::{SockRef, Socket};
+use socket2::{Domain, SockRef, Socket, Type};
 
 use super::sys;
 
@@ -66,6 +68,55 @@ pub fn same_host_from_birth(socket: &Socket, addr: SocketAddr) -> io::Result<boo
     if !addr.ip().to_canonical().is_loopback() {
         return Ok(false);
     }
+    set_if_model_based(socket)
+}
+
+/// Before `listener` listens on `addr`: [`SAME_HOST_CONGESTION`] for a loopback address (every
+/// client is on this host) and for a wildcard one (same-host clients among them; the others are
+/// put back by [`accepted_on_wildcard`]), if the system default is model-based. Ok(true) if set.
+pub fn listener_from_birth(listener: &Socket, addr: SocketAddr) -> io::Result<bool> {
+    let ip = addr.ip().to_canonical();
+    if !(ip.is_loopback() || ip.is_unspecified()) {
+        return Ok(false);
+    }
+    set_if_model_based(listener)
+}
+
+/// A connection accepted on a wildcard listener, which [`listener_from_birth`] put on Reno:
+/// a client on another host gets the system's default algorithm back (one `setsockopt`, before
+/// a byte is sent), a client on this host keeps Reno. `local` is the address the client reached.
+/// Ok(true) if the default was restored.
+pub fn accepted_on_wildcard(
+    stream: &TcpStream,
+    local: SocketAddr,
+    peer: SocketAddr,
+) -> io::Result<bool> {
+    let Some(default) = model_based_default() else {
+        return Ok(false);
+    };
+    if same_host(local, peer) {
+        return Ok(false);
+    }
+    SockRef::from(&sys::borrow_socket(stream)).set_tcp_congestion(default)?;
+    Ok(true)
+}
+
+/// The system's default congestion control if it is model-based (read once, from a fresh
+/// socket); `None` if it is loss-based, when lynxio changes nothing.
+fn model_based_default() -> Option<&'static [u8]> {
+    static DEFAULT: OnceLock<Option<Vec<u8>>> = OnceLock::new();
+    DEFAULT
+        .get_or_init(|| {
+            let socket = Socket::new(Domain::IPV4, Type::STREAM, None).ok()?;
+            let name = socket.tcp_congestion().ok()?;
+            let name = name.split(|&b| b == 0).next().unwrap_or_default();
+            (!name.is_empty() && !is_loss_based(name)).then(|| name.to_vec())
+        })
+        .as_deref()
+}
+
+/// [`SAME_HOST_CONGESTION`] on `socket` unless what it has is loss-based already.
+fn set_if_model_based(socket: &Socket) -> io::Result<bool> {
     let current = socket.tcp_congestion()?;
     if is_loss_based(&current) {
         return Ok(false);
@@ -192,6 +243,46 @@ mod birth_tests {
                 assert!(!tune(stream).unwrap());
             }
         });
+    }
+
+    /// A wildcard listener starts its clients on a loss-based algorithm too; one from this host
+    /// keeps it, one from another host gets the system default back.
+    #[test]
+    fn wildcard_listener_restores_the_default_for_other_hosts() {
+        let (listeners, bound) = bind_all(&[addr("0.0.0.0:0")], 1).unwrap();
+        let listener = listeners
+            .into_iter()
+            .next()
+            .unwrap()
+            .into_iter()
+            .next()
+            .unwrap();
+        assert!(is_loss_based(&congestion(&listener)));
+        let port = bound[0].port();
+        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, client) = listener.accept().unwrap();
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let stream = TcpStream::from_std(accepted).unwrap();
+            let reached = stream.local_addr().unwrap();
+            assert!(!accepted_on_wildcard(&stream, reached, client).unwrap());
+            assert!(is_loss_based(&congestion(&sys::borrow_socket(&stream))));
+            // The same socket as if its client were elsewhere.
+            let restored =
+                accepted_on_wildcard(&stream, addr("192.0.2.1:80"), addr("192.0.2.2:5000"))
+                    .unwrap();
+            let now = congestion(&sys::borrow_socket(&stream));
+            match model_based_default() {
+                Some(default) => {
+                    assert!(restored);
+                    assert_eq!(now.split(|&b| b == 0).next().unwrap(), default);
+                }
+                None => assert!(!restored && is_loss_based(&now)),
+            }
+        });
+        drop(peer);
     }
 
     /// A socket for another host keeps the system's choice.

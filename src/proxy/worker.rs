@@ -196,7 +196,12 @@ fn serve(
     // Bound to a wildcard address: the address this client reached (the PAC file names it), at
     // one getsockname per connection.
     let listener = if local.ip().is_unspecified() {
-        stream.local_addr().unwrap_or(local)
+        let reached = stream.local_addr().unwrap_or(local);
+        // The listener is on Reno for same-host clients; others get the default back.
+        if let Err(e) = crate::net::tcp::accepted_on_wildcard(&stream, reached, client) {
+            tracing::debug!(error = %e, "restoring the congestion control failed");
+        }
+        reached
     } else {
         local
     };
