@@ -150,6 +150,9 @@ fn same_host(local: SocketAddr, peer: SocketAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use super::super::{dial::dial, listener::bind_all};
     use super::*;
 
     fn addr(s: &str) -> SocketAddr {
@@ -176,18 +179,11 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        runtime().block_on(async move {
             let stream = TcpStream::from_std(accepted).unwrap();
-            let before = SockRef::from(&sys::borrow_socket(&stream))
-                .tcp_congestion()
-                .unwrap();
+            let before = congestion(&sys::borrow_socket(&stream));
             let changed = tune(&stream).unwrap();
-            let after = SockRef::from(&sys::borrow_socket(&stream))
-                .tcp_congestion()
-                .unwrap();
+            let after = congestion(&sys::borrow_socket(&stream));
             let name = |v: &[u8]| {
                 String::from_utf8_lossy(v.split(|&b| b == 0).next().unwrap()).into_owned()
             };
@@ -202,38 +198,33 @@ mod tests {
         });
         drop(peer);
     }
-}
-
-#[cfg(test)]
-mod birth_tests {
-    use std::time::Duration;
-
-    use super::super::{dial::dial, listener::bind_all};
-    use super::*;
 
     fn congestion(fd: &impl std::os::fd::AsFd) -> Vec<u8> {
         SockRef::from(fd).tcp_congestion().unwrap()
+    }
+
+    /// The one listening socket `bind_all` makes for `addr` with one worker, and its address.
+    fn listener_on(addr: SocketAddr) -> (std::net::TcpListener, SocketAddr) {
+        let (listeners, bound) = bind_all(&[addr], 1).unwrap();
+        let listener = listeners.into_iter().flatten().next().unwrap();
+        (listener, bound[0])
+    }
+
+    fn runtime() -> monoio::Runtime<monoio::time::TimeDriver<monoio::LegacyDriver>> {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
     }
 
     /// Sockets accepted by a loopback listener, and sockets dialed to a loopback address, are
     /// loss-based from their first byte: `tune` finds nothing left to do on either.
     #[test]
     fn loopback_listener_and_dial_start_loss_based() {
-        let (listeners, bound) = bind_all(&[addr("127.0.0.1:0")], 1).unwrap();
-        let listener = listeners
-            .into_iter()
-            .next()
-            .unwrap()
-            .into_iter()
-            .next()
-            .unwrap();
+        let (listener, bound) = listener_on(addr("127.0.0.1:0"));
         assert!(is_loss_based(&congestion(&listener)));
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .enable_timer()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let dialed = dial(&bound, Duration::from_secs(5))
+        runtime().block_on(async move {
+            let dialed = dial(&[bound], Duration::from_secs(5))
                 .await
                 .unwrap_or_else(|_| panic!("dial failed"));
             let (accepted, _) = listener.accept().unwrap();
@@ -249,22 +240,11 @@ mod birth_tests {
     /// keeps it, one from another host gets the system default back.
     #[test]
     fn wildcard_listener_restores_the_default_for_other_hosts() {
-        let (listeners, bound) = bind_all(&[addr("0.0.0.0:0")], 1).unwrap();
-        let listener = listeners
-            .into_iter()
-            .next()
-            .unwrap()
-            .into_iter()
-            .next()
-            .unwrap();
+        let (listener, bound) = listener_on(addr("0.0.0.0:0"));
         assert!(is_loss_based(&congestion(&listener)));
-        let port = bound[0].port();
-        let peer = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let peer = std::net::TcpStream::connect(("127.0.0.1", bound.port())).unwrap();
         let (accepted, client) = listener.accept().unwrap();
-        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
+        runtime().block_on(async move {
             let stream = TcpStream::from_std(accepted).unwrap();
             let reached = stream.local_addr().unwrap();
             assert!(!accepted_on_wildcard(&stream, reached, client).unwrap());
@@ -295,9 +275,5 @@ mod birth_tests {
         let loopback = same_host_from_birth(&socket, addr("127.0.0.1:80")).unwrap();
         assert!(is_loss_based(&congestion(&socket)));
         assert_eq!(loopback, !is_loss_based(&before));
-    }
-
-    fn addr(s: &str) -> SocketAddr {
-        s.parse().unwrap()
     }
 }
