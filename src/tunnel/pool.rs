@@ -50,12 +50,12 @@ impl TunnelPools {
         }
     }
 
-    /// Pipes waiting in the pool.
     /// Capacity of the pipes this pool leases (bytes).
     pub fn pipe_size(&self) -> usize {
         self.pipe_size
     }
 
+    /// Pipes waiting in the pool.
     pub fn idle_pipes(&self) -> usize {
         self.pipes.borrow().len()
     }
