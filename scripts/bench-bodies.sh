@@ -5,14 +5,19 @@
 # utime+stime from /proc; each figure is the median of REPS interleaved repetitions.
 #
 #  1 MiB GETs (wrk, 16 connections, DURATION): req/s at the cap and proxy CPU s/GB — lynxio
-#      (splice), lynxio --no-splice, Squid; and uncapped lynxio against direct to nginx;
+#      (splice), lynxio --no-splice, HAProxy (splice-auto, the reference splicing proxy), Squid;
+#      and uncapped lynxio and HAProxy against direct to nginx;
 #  1 GiB GET on the plain proxy path, the same GET inside a CONNECT tunnel (HTTP in CONNECT),
 #      and HTTPS through CONNECT (opaque TLS, spliced): proxy CPU s/GB, lynxio vs Squid;
-#  1 GiB upload (PUT, Content-Length) through the proxy vs direct, uncapped: throughput ratio;
+#  1 GiB upload (PUT, Content-Length) through lynxio (both modes) and HAProxy vs direct,
+#      uncapped: throughput ratio;
+# Every wrk/curl run also reports how busy the load core was (/proc/stat): at 100 % the load
+# side, not the proxy, set the pace.
 #  with SMALL=1 also 100-byte keep-alive GETs (wrk, 64 connections) at the cap: req/s and proxy
 #      CPU µs per request, lynxio vs Squid.
 #
 # Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
+#        ONLY_UNCAPPED=1 runs only the uncapped 1 MiB and upload rows;
 #        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep: bodies of those KiB sizes,
 #        every body spliced (--splice-body-min 1) vs copied; SKIP_MAIN=1 runs only the sweep)
 # Needs root for the cgroup (cgroup v1 `cpu` or v2 `cpu.max`); without it runs uncapped and
