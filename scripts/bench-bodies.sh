@@ -11,17 +11,17 @@
 #      and HTTPS through CONNECT (opaque TLS, spliced): proxy CPU s/GB, lynxio vs Squid;
 #  1 GiB upload (PUT, Content-Length) through lynxio (both modes) and HAProxy vs direct,
 #      uncapped: throughput ratio;
-# Every wrk/curl run also reports how busy the load core was (/proc/stat): at 100 % the load
-# side, not the proxy, set the pace.
 #  with SMALL=1 also 100-byte keep-alive GETs (wrk, 64 connections) at the cap: req/s and proxy
 #      CPU µs per request, lynxio vs Squid.
+# Every wrk/curl run also reports how busy the load core was (/proc/stat): at 100 % the load
+# side, not the proxy, set the pace.
 #
 # Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
 #        ONLY_UNCAPPED=1 runs only the uncapped 1 MiB and upload rows;
 #        SPLICE_MIN_SIZES="64 128 256 512" adds a threshold sweep: bodies of those KiB sizes,
 #        every body spliced (--splice-body-min 1) vs copied; SKIP_MAIN=1 runs only the sweep)
 # Needs root for the cgroup (cgroup v1 `cpu` or v2 `cpu.max`); without it runs uncapped and
-# says so. Installs wrk, curl, nginx, squid and openssl from Debian when missing.
+# says so. Installs wrk, curl, nginx, squid, haproxy and openssl from Debian when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib.sh
