@@ -144,10 +144,7 @@ write_nginx_conf "
     }"
 taskset -c "$LOAD_CORE" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
 wait_port "$NGINX_PORT"
-cat >"$WORK/abs.lua" <<EOF
-wrk.path = os.getenv("ABS_URL")
-wrk.headers["Host"] = "127.0.0.1:$NGINX_PORT"
-EOF
+write_abs_lua "$NGINX_PORT"
 # The upload sink: reads each request's Content-Length body in 1 MiB recv_into calls, answers.
 cat >"$WORK/sink.py" <<'PY'
 import socket, sys

@@ -150,10 +150,16 @@ start_nginx() {
     # nginx inherits the affinity: it shares the load core with wrk.
     taskset -c "$core" "$NGINX" -c "$WORK/nginx.conf" -p "$WORK/ngx" -e "$WORK/ngx/error.log"
     wait_port "$port"
-    # wrk has no proxy option: through a proxy the request line must carry the absolute URL.
+    write_abs_lua "$port"
+}
+
+# write_abs_lua PORT: $WORK/abs.lua, the wrk script for requests through a proxy (wrk has no
+# proxy option, so the request line carries the absolute URL, $ABS_URL at run time) to the
+# origin on 127.0.0.1:PORT.
+write_abs_lua() {
     cat >"$WORK/abs.lua" <<EOF
 wrk.path = os.getenv("ABS_URL")
-wrk.headers["Host"] = "127.0.0.1:$port"
+wrk.headers["Host"] = "127.0.0.1:$1"
 EOF
 }
 
