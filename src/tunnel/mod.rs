@@ -16,6 +16,7 @@
 //! (`net::tcp`), which more than doubles one tunnel's throughput on loopback.
 
 mod halves;
+mod pace;
 mod pool;
 mod pump;
 mod sys;

@@ -11,8 +11,9 @@
 //! readiness with `poll(2)`, which the raw syscalls here need because they bypass monoio and
 //! would otherwise leave a stale "readable" flag behind and spin. A direction that keeps finding
 //! bytes yields to the worker's other tasks every [`BURST_BUDGET`] bytes. A spliced direction
-//! streaming in bulk waits for a megabyte at a time (`SO_RCVLOWAT`, given up after
-//! [`BULK_WAIT`]) rather than being woken by every segment, and leaves the mark at one byte.
+//! streaming in bulk asks to be woken once per about a millisecond's worth of bytes
+//! (`SO_RCVLOWAT`, sized by [`Pace`], each wait bounded by [`BULK_WAIT`]) rather than by every
+//! arriving segment, and leaves the mark at one byte.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -23,36 +24,13 @@ use std::time::{Duration, Instant};
 
 use monoio::net::TcpStream;
 
+use super::pace::{BULK_WAIT, Pace};
 use super::pool::TunnelPools;
 use super::sys;
 
 /// Bytes one direction moves in one go before letting the worker's other tasks run (a readiness
 /// wait on a socket that stays readable need not yield on the epoll driver).
 const BURST_BUDGET: usize = 4 * 1024 * 1024;
-
-/// A spliced burst that moved at least this much means `src` streams in bulk: the next wait
-/// asks for [`BULK_LOWAT`] bytes at once.
-const BULK_BURST: usize = 512 * 1024;
-
-/// In bulk, a burst of at least this much keeps it there. Without the lower bar to stay, one
-/// wait that ran into [`BULK_WAIT`] dropped the stream to a wake-up per segment, whose bursts
-/// then stayed too small to re-enter bulk: transfers of the same 1 GiB split into cheap ones
-/// (7,000 splices) and dear ones (52,000 splices, four times the CPU per GB).
-const BULK_KEEP: usize = 64 * 1024;
-
-/// Receive low-water mark (`SO_RCVLOWAT`) on `src` while it streams in bulk (at most a pipe's
-/// capacity, and for a bounded extent at most the bytes still wanted). The kernel then wakes
-/// the worker once per this many bytes instead of once per arriving segment; on a 2-core VM a
-/// 1 GiB upload went from 0.65 to 0.16–0.27 s of proxy CPU per GB and from 0.43x to ~0.9x of
-/// direct, because each wake-up of the proxy costs its sender a cross-core IPI.
-const BULK_LOWAT: usize = 1024 * 1024;
-
-/// Longest wait for [`BULK_LOWAT`] bytes; then the mark drops back to one byte and whatever is
-/// queued moves. It bounds the delay of a bulk stream's last bytes (a tunnel cannot know where
-/// a response ends; a bounded extent asks for exactly what is left). Long enough that a stream
-/// at loopback speed fills the mark first: at 1 ms the timer won most waits and the gain was
-/// gone.
-const BULK_WAIT: Duration = Duration::from_millis(4);
 
 /// Which peer an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,8 +59,8 @@ pub(super) enum Extent {
 
 /// What one burst ended with.
 enum Burst {
-    /// `src` has nothing more for now; wait for it again. The bytes the burst moved.
-    Drained(usize),
+    /// `src` has nothing more for now; wait for it again.
+    Drained,
     /// `src` reached end of stream, or the extent is complete; everything read has been
     /// delivered.
     Eof,
@@ -126,11 +104,12 @@ impl Pump<'_> {
             fd: self.src.as_raw_fd(),
             bytes: 1,
         };
-        let mut bulk = false;
+        let mut pace = Pace::new(Instant::now());
         while self.wanted() > 0 {
             if wait_first {
-                self.wait_readable(&mut low_water, bulk).await?;
+                self.wait_readable(&mut low_water, &pace).await?;
             }
+            let before = self.bytes.get();
             wait_first = true;
             // Boxed while bytes flow: an idle tunnel (most of them) then holds only the
             // readiness wait, not the bursts' state, for as long as it lives.
@@ -139,10 +118,12 @@ impl Pump<'_> {
             } else {
                 Box::pin(self.copy_burst()).await?
             };
+            if self.splice {
+                let moved = usize::try_from(self.bytes.get() - before).unwrap_or(usize::MAX);
+                pace.after_burst(moved, Instant::now());
+            }
             match burst {
-                Burst::Drained(moved) => {
-                    bulk = self.splice && moved >= if bulk { BULK_KEEP } else { BULK_BURST };
-                }
+                Burst::Drained => {}
                 Burst::Budget => yield_now().await,
                 Burst::Eof => break,
                 Burst::SpliceUnsupported => {
@@ -178,12 +159,12 @@ impl Pump<'_> {
         }
     }
 
-    /// Wait until `src` is readable. In `bulk`, first for [`BULK_LOWAT`] bytes (fewer, larger
-    /// bursts), for at most [`BULK_WAIT`]; otherwise, and after that, for any byte, at most
-    /// `self.idle`.
-    async fn wait_readable(&self, low_water: &mut LowWater, bulk: bool) -> Result<(), SideError> {
-        if bulk {
-            let mark = BULK_LOWAT.min(self.pools.pipe_size()).min(self.wanted());
+    /// Wait until `src` is readable. In bulk, first for the `pace`'s mark of bytes (fewer,
+    /// larger bursts), for at most [`BULK_WAIT`]; otherwise, and after that, for any byte, at
+    /// most `self.idle`.
+    async fn wait_readable(&self, low_water: &mut LowWater, pace: &Pace) -> Result<(), SideError> {
+        if pace.bulk() {
+            let mark = pace.mark().min(self.pools.pipe_size()).min(self.wanted());
             low_water.set(mark.max(1));
             let readable = self.src.readable(false);
             let limit = self.idle.map_or(BULK_WAIT, |idle| idle.min(BULK_WAIT));
@@ -293,7 +274,7 @@ impl Pump<'_> {
             }
             if src_empty {
                 // Possibly only the pipe was full; the readiness wait answers at once if so.
-                return Ok(Burst::Drained(moved));
+                return Ok(Burst::Drained);
             }
             if moved >= BURST_BUDGET {
                 return Ok(Burst::Budget);
@@ -315,7 +296,7 @@ impl Pump<'_> {
                 Ok(0) => return Ok(Burst::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return Ok(Burst::Drained(moved));
+                    return Ok(Burst::Drained);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(self.err(self.src_side, e)),
@@ -330,7 +311,7 @@ impl Pump<'_> {
             moved += n;
             if !full {
                 // A short read almost always means the socket is empty: wait for it again.
-                return Ok(Burst::Drained(moved));
+                return Ok(Burst::Drained);
             }
             if moved >= BURST_BUDGET {
                 return Ok(Burst::Budget);
