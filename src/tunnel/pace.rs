@@ -1,11 +1,15 @@
 //! How often one spliced direction lets itself be woken: the receive low-water mark
-//! (`SO_RCVLOWAT`) its next readiness wait asks for. A direction whose source streams faster
-//! than [`BULK_MIN_MARK`] per [`WAKE_INTERVAL`] (measured over windows of [`PACE_WINDOW`], or
-//! shown by one burst of [`BULK_BURST`]) is "in bulk": it asks for about a wake-interval's worth
-//! of bytes (a power of two, at most [`BULK_MAX_MARK`]) instead of being woken by every arriving
-//! segment; everything slower waits for one byte. Pure arithmetic on byte counts and instants,
-//! so the policy is tested without sockets; `pump` applies the mark and bounds each bulk wait
-//! by [`BULK_WAIT`].
+//! (`SO_RCVLOWAT`) its next readiness wait asks for. A direction "in bulk" asks for about a
+//! [`WAKE_INTERVAL`]'s worth of bytes at its measured rate (a power of two, from
+//! [`BULK_MIN_MARK`] to [`BULK_MAX_MARK`]) instead of being woken by every arriving segment;
+//! the rest wait for one byte. A message body (its remaining length known, so the mark never
+//! asks for bytes that will not come) starts in bulk; a tunnel direction enters it when a
+//! window of [`PACE_WINDOW`] shows the rate, or one burst of [`BULK_BURST`] shows the source
+//! outrunning the proxy; a window with a slow rate ends it. Pure arithmetic on byte counts and
+//! instants, so the policy is tested without sockets; `pump` applies the mark and bounds each
+//! bulk wait by [`BULK_WAIT`]. Raising the mark can also lower the socket's window clamp
+//! (the kernel sizes the receive buffer to fit the mark); receive autotuning lifts it again
+//! as the connection needs.
 
 use std::time::{Duration, Instant};
 
@@ -31,8 +35,7 @@ pub(super) const BULK_MIN_MARK: usize = 64 * 1024;
 pub(super) const BULK_MAX_MARK: usize = 1024 * 1024;
 
 /// One burst that moved this much found the source queueing faster than the proxy drains it:
-/// bulk at once (the largest mark), without waiting for a window to close. This is what makes
-/// a message body bulk from its first burst.
+/// bulk at once (the largest mark), without waiting for a window to close.
 pub(super) const BULK_BURST: usize = 512 * 1024;
 
 /// The stretch over which the rate is measured. A direction that starts streaming after an
@@ -50,11 +53,15 @@ pub(super) struct Pace {
 }
 
 impl Pace {
-    pub fn new(now: Instant) -> Self {
+    /// A direction starting at `now`: in bulk from its first wait if `bounded` (a body whose
+    /// remaining length is known, so the mark never asks for bytes that will not come; a
+    /// slow sender takes it out after one window), else waking for any byte until a window
+    /// shows a bulk rate.
+    pub fn new(now: Instant, bounded: bool) -> Self {
         Pace {
             since: now,
             bytes: 0,
-            mark: 1,
+            mark: if bounded { BULK_MAX_MARK } else { 1 },
         }
     }
 
@@ -120,7 +127,7 @@ mod tests {
         // 32 KiB every 55 µs (~600 MB/s, a TLS stream the proxy outruns): no burst is big,
         // the rate is.
         let t0 = Instant::now();
-        let mut pace = Pace::new(t0);
+        let mut pace = Pace::new(t0, false);
         let t = feed(&mut pace, t0, 10, 32 * 1024, Duration::from_micros(55));
         assert!(!pace.bulk(), "no window has closed yet");
         feed(&mut pace, t, 80, 32 * 1024, Duration::from_micros(55));
@@ -133,7 +140,7 @@ mod tests {
     fn a_slow_stream_waits_for_single_bytes() {
         // 16 KiB every 500 µs: 32 MB/s.
         let t0 = Instant::now();
-        let mut pace = Pace::new(t0);
+        let mut pace = Pace::new(t0, false);
         feed(&mut pace, t0, 40, 16 * 1024, Duration::from_micros(500));
         assert_eq!(pace.mark(), 1);
     }
@@ -141,7 +148,7 @@ mod tests {
     #[test]
     fn one_big_burst_is_bulk_at_once_and_a_quiet_window_ends_it() {
         let t0 = Instant::now();
-        let mut pace = Pace::new(t0);
+        let mut pace = Pace::new(t0, false);
         pace.after_burst(BULK_BURST, t0 + Duration::from_micros(100));
         assert_eq!(pace.mark(), BULK_MAX_MARK);
         // The stream stops: the next burst is a small tail after a long pause.
@@ -153,8 +160,18 @@ mod tests {
     fn the_first_burst_after_an_idle_spell_is_not_bulk() {
         // A tunnel idle for ten seconds, then 128 KiB: the window holds the idle time.
         let t0 = Instant::now();
-        let mut pace = Pace::new(t0);
+        let mut pace = Pace::new(t0, false);
         pace.after_burst(128 * 1024, t0 + 10_000 * MS);
+        assert_eq!(pace.mark(), 1);
+    }
+
+    #[test]
+    fn a_bounded_body_starts_in_bulk_and_a_slow_sender_takes_it_out() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0, true);
+        assert_eq!(pace.mark(), BULK_MAX_MARK);
+        // 8 KiB every 2 ms (each bulk wait ran into its limit): 4 MB/s.
+        feed(&mut pace, t0, 3, 8 * 1024, 2 * MS);
         assert_eq!(pace.mark(), 1);
     }
 

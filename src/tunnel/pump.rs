@@ -104,7 +104,8 @@ impl Pump<'_> {
             fd: self.src.as_raw_fd(),
             bytes: 1,
         };
-        let mut pace = Pace::new(Instant::now());
+        let bounded = matches!(self.extent, Extent::Exactly(_));
+        let mut pace = Pace::new(Instant::now(), bounded);
         while self.wanted() > 0 {
             if wait_first {
                 self.wait_readable(&mut low_water, &pace).await?;
