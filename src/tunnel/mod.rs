@@ -38,7 +38,7 @@ use monoio::net::TcpStream;
 pub use halves::{HALVES_BUF_SIZE, Half, Tap, relay_halves};
 pub use pool::{COPY_BUF_SIZE, MAX_IDLE_BUFFERS, MAX_IDLE_PIPES, TunnelPools};
 
-use pump::{Extent, Pump, Side, SideError};
+use pump::{Extent, LowWater, Peer, Pump, Side, SideError};
 pub use transfer::{SPLICE_BODY_MIN, Span, TransferError, transfer};
 
 /// Default idle timeout of a tunnel (no byte in either direction).
@@ -121,6 +121,8 @@ pub async fn relay(
     crate::net::tcp::tune_best_effort(&origin, "origin");
     let up = Cell::new(0u64);
     let down = Cell::new(0u64);
+    let client_mark = LowWater::new(client.as_raw_fd());
+    let origin_mark = LowWater::new(origin.as_raw_fd());
     let last_activity = Cell::new(Instant::now());
     let end = {
         let mut c2o = pin!(
@@ -131,6 +133,11 @@ pub async fn relay(
                 dst_side: Side::Origin,
                 pools,
                 bytes: &up,
+                low_water: &client_mark,
+                peer: Some(Peer {
+                    bytes: &down,
+                    low_water: &origin_mark,
+                }),
                 last_activity: &last_activity,
                 splice: cfg.splice,
                 extent: Extent::Stream,
@@ -146,6 +153,11 @@ pub async fn relay(
                 dst_side: Side::Client,
                 pools,
                 bytes: &down,
+                low_water: &origin_mark,
+                peer: Some(Peer {
+                    bytes: &up,
+                    low_water: &client_mark,
+                }),
                 last_activity: &last_activity,
                 splice: cfg.splice,
                 extent: Extent::Stream,

@@ -4,12 +4,13 @@
 //! [`BULK_MIN_MARK`] to [`BULK_MAX_MARK`]) instead of being woken by every arriving segment;
 //! the rest wait for one byte. A message body (its remaining length known, so the mark never
 //! asks for bytes that will not come) starts in bulk; a tunnel direction enters it when a
-//! window of [`PACE_WINDOW`] shows the rate, or one burst of [`BULK_BURST`] shows the source
-//! outrunning the proxy; a window with a slow rate ends it. Pure arithmetic on byte counts and
-//! instants, so the policy is tested without sockets; `pump` applies the mark and bounds each
-//! bulk wait by [`BULK_WAIT`]. Raising the mark can also lower the socket's window clamp
-//! (the kernel sizes the receive buffer to fit the mark); receive autotuning lifts it again
-//! as the connection needs.
+//! window of [`PACE_WINDOW`] shows the rate. A window with a slow rate ends it, and so do
+//! bytes moving the other way: a request/response exchange, whose answer's last bytes must not
+//! wait on a mark while the asker waits for them. Pure arithmetic on byte counts and instants,
+//! so the policy is tested without sockets; `pump` applies the mark and bounds each bulk wait
+//! by [`BULK_WAIT`]. Raising the mark can also lower the socket's window clamp (the kernel
+//! sizes the receive buffer to fit the mark); receive autotuning lifts it again as the
+//! connection needs.
 
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,6 @@ pub(super) const BULK_MIN_MARK: usize = 64 * 1024;
 /// The largest mark: 1 MiB at a time (the pipe pool's pipes hold that much). Beyond it a wait
 /// saves little and the socket needs a bigger receive buffer (the kernel grows it to fit).
 pub(super) const BULK_MAX_MARK: usize = 1024 * 1024;
-
-/// One burst that moved this much found the source queueing faster than the proxy drains it:
-/// bulk at once (the largest mark), without waiting for a window to close.
-pub(super) const BULK_BURST: usize = 512 * 1024;
 
 /// The stretch over which the rate is measured. A direction that starts streaming after an
 /// idle spell waits for single bytes through its first window, then paces itself.
@@ -75,6 +72,14 @@ impl Pace {
         self.mark > 1
     }
 
+    /// The opposite direction of the tunnel moved bytes: an exchange, not a one-way stream.
+    /// Wake for any byte, and measure afresh from `now`.
+    pub fn peer_spoke(&mut self, now: Instant) {
+        self.since = now;
+        self.bytes = 0;
+        self.mark = 1;
+    }
+
     /// Account for a burst that moved `moved` bytes and ended at `now`; once a window has
     /// passed, set the mark from the window's rate and start the next window.
     pub fn after_burst(&mut self, moved: usize, now: Instant) {
@@ -84,9 +89,6 @@ impl Pace {
             self.mark = mark_for(self.bytes, elapsed);
             self.since = now;
             self.bytes = 0;
-        }
-        if moved >= BULK_BURST {
-            self.mark = BULK_MAX_MARK;
         }
     }
 }
@@ -146,17 +148,6 @@ mod tests {
     }
 
     #[test]
-    fn one_big_burst_is_bulk_at_once_and_a_quiet_window_ends_it() {
-        let t0 = Instant::now();
-        let mut pace = Pace::new(t0, false);
-        pace.after_burst(BULK_BURST, t0 + Duration::from_micros(100));
-        assert_eq!(pace.mark(), BULK_MAX_MARK);
-        // The stream stops: the next burst is a small tail after a long pause.
-        pace.after_burst(4096, t0 + 50 * MS);
-        assert_eq!(pace.mark(), 1);
-    }
-
-    #[test]
     fn the_first_burst_after_an_idle_spell_is_not_bulk() {
         // A tunnel idle for ten seconds, then 128 KiB: the window holds the idle time.
         let t0 = Instant::now();
@@ -173,6 +164,21 @@ mod tests {
         // 8 KiB every 2 ms (each bulk wait ran into its limit): 4 MB/s.
         feed(&mut pace, t0, 3, 8 * 1024, 2 * MS);
         assert_eq!(pace.mark(), 1);
+    }
+
+    #[test]
+    fn the_other_way_speaking_ends_bulk_and_restarts_the_window() {
+        let t0 = Instant::now();
+        let mut pace = Pace::new(t0, false);
+        let t = feed(&mut pace, t0, 100, 64 * 1024, Duration::from_micros(50));
+        assert!(pace.bulk());
+        pace.peer_spoke(t);
+        assert_eq!(pace.mark(), 1);
+        // The answer streams at the same rate; bulk again only once a window has passed.
+        let t = feed(&mut pace, t, 70, 64 * 1024, Duration::from_micros(50));
+        assert!(!pace.bulk());
+        feed(&mut pace, t, 20, 64 * 1024, Duration::from_micros(50));
+        assert!(pace.bulk());
     }
 
     #[test]

@@ -70,6 +70,17 @@ enum Burst {
     SpliceUnsupported,
 }
 
+/// What a tunnel direction knows of the opposite one. Bytes moving the other way mean a
+/// request/response exchange: the end that spoke may now wait for an answer, so the answering
+/// direction must not sit on a bulk mark — its mark drops to one byte at once (the kernel wakes
+/// a pending wait if bytes are queued) and its pacing starts over.
+pub(super) struct Peer<'a> {
+    /// Bytes the opposite direction has delivered.
+    pub bytes: &'a Cell<u64>,
+    /// The low-water mark on the opposite direction's source.
+    pub low_water: &'a LowWater,
+}
+
 /// One direction's sockets and the counters it shares with the relay.
 pub(super) struct Pump<'a> {
     pub src: &'a TcpStream,
@@ -79,6 +90,10 @@ pub(super) struct Pump<'a> {
     pub pools: &'a TunnelPools,
     /// Bytes delivered to `dst`.
     pub bytes: &'a Cell<u64>,
+    /// The receive low-water mark on `src` (set and reset only through this).
+    pub low_water: &'a LowWater,
+    /// The tunnel's opposite direction; `None` for a message body.
+    pub peer: Option<Peer<'a>>,
     /// When a byte last moved in either direction (the idle timer reads it).
     pub last_activity: &'a Cell<Instant>,
     /// Zero-copy through a pipe; false: copy through a pooled buffer.
@@ -100,18 +115,21 @@ impl Pump<'_> {
         // (an empty socket costs one EAGAIN) instead of a readiness round trip first. A tunnel
         // direction starts idle, so it waits.
         let mut wait_first = self.extent == Extent::Stream;
-        let mut low_water = LowWater {
-            fd: self.src.as_raw_fd(),
-            bytes: 1,
-        };
         let bounded = matches!(self.extent, Extent::Exactly(_));
         let mut pace = Pace::new(Instant::now(), bounded);
+        let mut peer_seen = self.peer.as_ref().map(|p| p.bytes.get());
         while self.wanted() > 0 {
-            if wait_first {
-                self.wait_readable(&mut low_water, &pace).await?;
+            if let (Some(peer), Some(seen)) = (&self.peer, &mut peer_seen)
+                && peer.bytes.get() != *seen
+            {
+                *seen = peer.bytes.get();
+                pace.peer_spoke(Instant::now());
             }
-            let before = self.bytes.get();
+            if wait_first {
+                self.wait_readable(&pace).await?;
+            }
             wait_first = true;
+            let before = self.bytes.get();
             // Boxed while bytes flow: an idle tunnel (most of them) then holds only the
             // readiness wait, not the bursts' state, for as long as it lives.
             let burst = if self.splice {
@@ -119,8 +137,13 @@ impl Pump<'_> {
             } else {
                 Box::pin(self.copy_burst()).await?
             };
+            let moved = usize::try_from(self.bytes.get() - before).unwrap_or(usize::MAX);
+            if moved > 0
+                && let Some(peer) = &self.peer
+            {
+                peer.low_water.set(1);
+            }
             if self.splice {
-                let moved = usize::try_from(self.bytes.get() - before).unwrap_or(usize::MAX);
                 pace.after_burst(moved, Instant::now());
             }
             match burst {
@@ -133,7 +156,6 @@ impl Pump<'_> {
                 }
             }
         }
-        drop(low_water);
         match self.extent {
             Extent::Stream => {
                 // The other side may already be gone; its own direction reports that.
@@ -163,17 +185,17 @@ impl Pump<'_> {
     /// Wait until `src` is readable. In bulk, first for the `pace`'s mark of bytes (fewer,
     /// larger bursts), for at most [`BULK_WAIT`]; otherwise, and after that, for any byte, at
     /// most `self.idle`.
-    async fn wait_readable(&self, low_water: &mut LowWater, pace: &Pace) -> Result<(), SideError> {
+    async fn wait_readable(&self, pace: &Pace) -> Result<(), SideError> {
         if pace.bulk() {
             let mark = pace.mark().min(self.pools.pipe_size()).min(self.wanted());
-            low_water.set(mark.max(1));
+            self.low_water.set(mark.max(1));
             let readable = self.src.readable(false);
             let limit = self.idle.map_or(BULK_WAIT, |idle| idle.min(BULK_WAIT));
             if let Ok(res) = monoio::time::timeout(limit, readable).await {
                 return res.map_err(|e| self.err(self.src_side, e));
             }
         }
-        low_water.set(1);
+        self.low_water.set(1);
         let readable = self.src.readable(false);
         self.wait(self.src_side, readable).await
     }
@@ -343,21 +365,31 @@ impl Pump<'_> {
     }
 }
 
-/// The receive low-water mark a pump has set on its source socket. Dropped (at the end of the
-/// pump, on every path) it puts the mark back to one byte: the socket outlives the pump — a
-/// body's source goes on to carry the next message, read by the runtime.
-struct LowWater {
+/// The receive low-water mark (`SO_RCVLOWAT`) lynxio has set on one socket. Dropped (at the
+/// end of the relay or transfer that owns it, on every path) it puts the mark back to one
+/// byte: the socket outlives it — a body's source goes on to carry the next message, read by
+/// the runtime.
+pub(super) struct LowWater {
     fd: RawFd,
-    bytes: usize,
+    bytes: Cell<usize>,
 }
 
 impl LowWater {
-    fn set(&mut self, bytes: usize) {
-        if bytes == self.bytes {
+    /// The mark of socket `fd`, which starts at the kernel's default of one byte.
+    pub fn new(fd: RawFd) -> Self {
+        LowWater {
+            fd,
+            bytes: Cell::new(1),
+        }
+    }
+
+    /// Set the mark to `bytes` (a syscall only when it changes).
+    pub fn set(&self, bytes: usize) {
+        if bytes == self.bytes.get() {
             return;
         }
         match sys::set_rcvlowat(self.fd, bytes) {
-            Ok(()) => self.bytes = bytes,
+            Ok(()) => self.bytes.set(bytes),
             Err(e) => tracing::debug!(error = %e, bytes, "setting SO_RCVLOWAT failed"),
         }
     }

@@ -20,6 +20,7 @@ use super::*;
 use crate::net::testutil::on_both_drivers;
 
 mod bench;
+mod exchange;
 mod transfer;
 
 /// Upper bound for any single relay in these tests; hitting it is a hang, i.e. a failure.

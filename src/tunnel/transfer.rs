@@ -13,11 +13,11 @@
 
 use std::cell::Cell;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 use super::pool::TunnelPools;
-use super::pump::{Extent, Pump, Side};
+use super::pump::{Extent, LowWater, Pump, Side};
 use super::sys;
 
 /// Default smallest body remainder (bytes not yet read when a relay would start its kernel path)
@@ -73,6 +73,7 @@ pub async fn transfer(
     // The sending socket's window decides how big each burst is (see `net::tcp`).
     crate::net::tcp::tune_best_effort(&dst, "body receiver");
     let last_activity = Cell::new(Instant::now());
+    let low_water = LowWater::new(src.as_raw_fd());
     let pump = Pump {
         src: &src,
         dst: &dst,
@@ -80,6 +81,8 @@ pub async fn transfer(
         dst_side: DESTINATION,
         pools,
         bytes: moved,
+        low_water: &low_water,
+        peer: None,
         last_activity: &last_activity,
         splice,
         extent: match span {
