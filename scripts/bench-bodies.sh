@@ -14,7 +14,7 @@
 #  with SMALL=1 also 100-byte keep-alive GETs (wrk, 64 connections) at the cap: req/s and proxy
 #      CPU µs per request, lynxio vs Squid.
 # Every wrk/curl run also reports how busy the load core was (/proc/stat): at 100 % the load
-# side, not the proxy, set the pace.
+# side, not the proxy, set the pace; each 1 GiB transfer also reports the host's steal.
 #
 # Usage: scripts/bench-bodies.sh   (CAP=40 REPS=2 DURATION=10s SIZE_MB=1024 to tune;
 #        ONLY_UNCAPPED=1 runs only the uncapped 1 MiB and upload rows;
@@ -112,6 +112,19 @@ port_of() {
 # core_jiffies CORE -> "busy total" jiffies of that core since boot (/proc/stat).
 core_jiffies() {
     awk -v c="cpu$1" '$1 == c {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t}' /proc/stat
+}
+# steal_jiffies -> "steal total" jiffies of the whole machine since boot: time the hypervisor
+# ran something else while this VM's vCPUs wanted to run.
+steal_jiffies() {
+    awk '$1 == "cpu" {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t}' /proc/stat
+}
+# steal_since "STEAL TOTAL" -> percent of the machine's CPU time stolen since the sample. A
+# stolen vCPU holding a lock makes the other spin: proxy CPU per GB measured across steal is
+# inflated (HTTPS through CONNECT measured 0.22 s/GB with 5 ticks stolen, 1.1 with 205).
+steal_since() {
+    local now
+    now=$(steal_jiffies)
+    python3 -c "import sys; s0,t0,s1,t1=map(float,sys.argv[1:]); print(f'{100*(s1-s0)/max(t1-t0,1):.1f}')" $1 $now
 }
 # busy_since "BUSY TOTAL" CORE -> percent of that core busy since the core_jiffies sample.
 busy_since() {
@@ -257,8 +270,8 @@ direct_1m() {
     echo "$rps 0 $(busy_since "$load0" "$LOAD_CORE")"
 }
 
-# curl_big VARIANT MODE(plain|connect|https|upload) -> "MB/s s_per_GB"; VARIANT "direct" runs
-# without a proxy (CPU column 0).
+# curl_big VARIANT MODE(plain|connect|https|upload) -> "MB/s s_per_GB load_busy% steal%";
+# VARIANT "direct" runs without a proxy (CPU column 0).
 curl_big() {
     local name=$1 mode=$2 port args=() before=0 after=0 out load0 busy
     if [ "$name" != direct ]; then
@@ -274,18 +287,20 @@ curl_big() {
     upload) args+=(-H "Expect:" -T "$WORK/www/big" "http://127.0.0.1:$SINK_PORT/upload" -o /dev/null) ;;
     esac
     load0=$(core_jiffies "$LOAD_CORE")
+    steal0=$(steal_jiffies)
     out=$(taskset -c "$LOAD_CORE" curl -sS --fail -w '%{size_download} %{size_upload} %{time_total}' "${args[@]}")
     busy=$(busy_since "$load0" "$LOAD_CORE")
+    steal=$(steal_since "$steal0")
     if [ "$name" != direct ]; then
         after=$(cpu_ticks "$PROXY_PID")
         stop_pid "$PROXY_PID"
     fi
-    python3 - "$out" "$before" "$after" "$TICKS" "$busy" <<'PY'
+    python3 - "$out" "$before" "$after" "$TICKS" "$busy" "$steal" <<'PY'
 import sys
 down, up, secs = (float(x) for x in sys.argv[1].split())
 b, a, ticks = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 moved = max(down, up)
-print(f"{moved / secs / 1e6:.0f} {(a - b) / ticks / (moved / 1e9):.3f} {sys.argv[5]}")
+print(f"{moved / secs / 1e6:.0f} {(a - b) / ticks / (moved / 1e9):.3f} {sys.argv[5]} {sys.argv[6]}")
 PY
 }
 
@@ -336,10 +351,10 @@ for v in lynxio haproxy; do
 done
 if [ -z "${ONLY_UNCAPPED:-}" ]; then
 echo
-echo "| ${SIZE_MB} MiB transfer, curl | lynxio s/GB | lynxio-copy s/GB | Squid s/GB | Squid ÷ lynxio |"
-echo "|---|---:|---:|---:|---:|"
+echo "| ${SIZE_MB} MiB transfer, curl | lynxio s/GB | lynxio-copy s/GB | Squid s/GB | Squid ÷ lynxio | host steal % (lynxio runs) |"
+echo "|---|---:|---:|---:|---:|---:|"
 for mode in plain connect https; do
-    echo "| $mode | $(median "$mode-lynxio" 1) | $(median "$mode-lynxio-copy" 1) | $(median "$mode-squid" 1) | $(ratio "$(median "$mode-squid" 1)" "$(median "$mode-lynxio" 1)") |"
+    echo "| $mode | $(median "$mode-lynxio" 1) | $(median "$mode-lynxio-copy" 1) | $(median "$mode-squid" 1) | $(ratio "$(median "$mode-squid" 1)" "$(median "$mode-lynxio" 1)") | $(cut -d' ' -f4 "$WORK/$mode-lynxio.runs" | paste -sd/) |"
 done
 fi
 echo
