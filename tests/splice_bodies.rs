@@ -1,4 +1,4 @@
-//! Bodies moved by splice (Content-Length and close-delimited bodies of more than 256 KiB between
+//! Bodies moved by splice (Content-Length and close-delimited bodies of more than 128 KiB between
 //! plain sockets), black-box: byte-exact in both directions, never a byte past the body (a
 //! pipelined request behind an upload, the next exchange on a reused origin connection), the
 //! same answers as the copying path (`--no-splice`) when an origin dies or stalls mid-body or a

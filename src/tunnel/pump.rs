@@ -11,7 +11,7 @@
 //! readiness with `poll(2)`, which the raw syscalls here need because they bypass monoio and
 //! would otherwise leave a stale "readable" flag behind and spin. A direction that keeps finding
 //! bytes yields to the worker's other tasks every [`BURST_BUDGET`] bytes. A spliced direction
-//! streaming in bulk asks to be woken once per about a millisecond's worth of bytes
+//! streaming in bulk asks to be woken once per about two milliseconds' worth of bytes
 //! (`SO_RCVLOWAT`, sized by [`Pace`], each wait bounded by [`BULK_WAIT`]) rather than by every
 //! arriving segment, and leaves the mark at one byte.
 

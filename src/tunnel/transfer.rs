@@ -22,12 +22,12 @@ use super::sys;
 
 /// Default smallest body remainder (bytes not yet read when a relay would start its kernel path)
 /// moved by splice rather than copied. Measured with every body forced through splice, against
-/// copying, from an nginx origin on loopback (BENCHMARKS.md, "Bodies by splice"): splice wins
-/// from 256 KiB up in every run (1.2–1.6× the requests/s at 20–40 % less CPU per GB), while at
-/// 32–128 KiB the two trade places from run to run: copying moves such a body in one or two
-/// 64 KiB reads that find it queued, and a transfer pays its setup (two `dup`s, flag checks,
-/// closes) for little.
-pub const SPLICE_BODY_MIN: u64 = 256 * 1024;
+/// copying, from an nginx origin on loopback (BENCHMARKS.md, "Bodies by splice"): since a body
+/// waits for the rest of itself in one go (`tunnel::pace`), splice wins from 64 KiB up in two
+/// sweeps (1.1–1.9× the requests/s at 10–45 % less CPU per GB) and loses at 32 KiB, where
+/// copying moves the body in one 64 KiB read that finds it queued and a transfer pays its setup
+/// (two `dup`s, flag checks, closes) for little. 128 KiB keeps a margin from that edge.
+pub const SPLICE_BODY_MIN: u64 = 128 * 1024;
 
 /// How much a transfer moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
