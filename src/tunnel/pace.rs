@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 /// of it. Each wake-up costs the proxy a completion and a splice pair, and costs the *sender* a
 /// wake-up of this thread (a cross-core IPI, a VM exit on a KVM guest); at 2 ms a 600 MB/s TLS
 /// stream wakes the proxy ~600 times a second instead of ~17,000 (one per 32 KiB). At 1 ms the
-/// marks were half as big and a 1 GiB HTTPS transfer woke lynxio twice as often (2,000
-/// against 1,000 `io_uring_enter` per GB; 0.18-0.23 against 0.11-0.16 s of CPU per GB).
+/// marks were half as big and a 1 GiB HTTPS transfer woke lynxio about twice as often (2,000
+/// `io_uring_enter` per GB, against 1,000-1,300 with 1 MiB marks).
 pub(super) const WAKE_INTERVAL: Duration = Duration::from_millis(2);
 
 /// Longest bulk wait; then whatever is queued moves. This bounds what pacing adds to the last
