@@ -117,12 +117,13 @@ impl Pump<'_> {
         let mut wait_first = self.extent == Extent::Stream;
         let bounded = matches!(self.extent, Extent::Exactly(_));
         let mut pace = Pace::new(Instant::now(), bounded);
-        let mut peer_seen = self.peer.as_ref().map(|p| p.bytes.get());
+        // The opposite direction's byte count when this one last looked.
+        let mut peer_seen = self.peer.as_ref().map_or(0, |p| p.bytes.get());
         while self.wanted() > 0 {
-            if let (Some(peer), Some(seen)) = (&self.peer, &mut peer_seen)
-                && peer.bytes.get() != *seen
+            if let Some(peer) = &self.peer
+                && peer.bytes.get() != peer_seen
             {
-                *seen = peer.bytes.get();
+                peer_seen = peer.bytes.get();
                 pace.peer_spoke(Instant::now());
             }
             if wait_first {
