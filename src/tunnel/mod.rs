@@ -13,7 +13,9 @@
 //! idle tunnel holds no pipe and no buffer. The relay sets `O_NONBLOCK` on both sockets (the
 //! uring driver creates them blocking, and `SPLICE_F_NONBLOCK` does not cover the socket) and
 //! consumes them: they are closed when it returns. Same-host sockets are moved off BBR
-//! (`net::tcp`), which more than doubles one tunnel's throughput on loopback.
+//! (`net::tcp`), which more than doubles one tunnel's throughput on loopback. A spliced
+//! direction streaming fast asks to be woken per couple of milliseconds of bytes rather than per
+//! segment (`pace`); bytes moving the other way end that at once.
 
 mod halves;
 mod pace;
